@@ -1,0 +1,5 @@
+#include "cli/commands.h"
+
+namespace dsv4::cli {
+void register_tokenizer_commands(CLI::App& app) {}
+}  // namespace dsv4::cli

@@ -1,0 +1,23 @@
+#pragma once
+// One exception type for every user-facing failure: the message names the file, key or tensor at fault.
+#include <fmt/format.h>
+#include <stdexcept>
+#include <string>
+
+namespace dsv4 {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
+  throw Error(fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace dsv4
+
+#define DSV4_CHECK(cond, ...)            \
+  do {                                   \
+    if (!(cond)) ::dsv4::fail(__VA_ARGS__); \
+  } while (0)
