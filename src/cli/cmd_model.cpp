@@ -1,5 +1,213 @@
+// Model-level commands: inspect, logits, generate.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+
 #include "cli/commands.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/npy.h"
+#include "model/transformer.h"
 
 namespace dsv4::cli {
-void register_model_commands(CLI::App& app) {}
+
+namespace {
+
+struct ModelArgs {
+  std::string dir;
+  int threads = 0;
+  bool no_act_quant = false;
+  bool first_revision = false;
+
+  void add(CLI::App* c) {
+    c->add_option("-m,--model", dir, "checkpoint folder")->required();
+    c->add_option("-t,--threads", threads, "worker threads (default: all cores)");
+    c->add_flag("--no-act-quant", no_act_quant, "fp32 activations: no FP8/FP4 activation, KV or index round-trips");
+    c->add_flag("--first-revision", first_revision, "first V4-Flash upload numerics (no KV rounding, no shared clamp)");
+  }
+  NumericsOptions numerics() const {
+    if (no_act_quant) return NumericsOptions::no_act_quant();
+    if (first_revision) return NumericsOptions::first_revision();
+    return {};
+  }
+  void apply_threads() const {
+    if (threads > 0) ThreadPool::set_global_threads(threads);
+  }
+};
+
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& what) {
+  std::vector<int32_t> ids;
+  std::istringstream ss(text);
+  std::string tok;
+  while (ss >> tok) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(tok, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != tok.size() || v < 0 || v > INT32_MAX) fail("{}: '{}' is not a token id", what, tok);
+    ids.push_back(int32_t(v));
+  }
+  return ids;
+}
+
+int32_t argmax(const float* v, int64_t n) { return int32_t(std::max_element(v, v + n) - v); }
+
+std::string variant_name(const ModelConfig& c, const ModelWeights& w) {
+  bool fp4 = !w.blocks.empty() && w.blocks[0].moe.experts[0].w1.fmt == Linear::Format::FP4;
+  std::string base = c.dim == 4096 && c.n_layers == 43   ? "V4-Flash"
+                     : c.dim == 7168 && c.n_layers == 61 ? "V4-Pro"
+                                                         : fmt::format("V4 architecture (dim {}, {} layers)", c.dim, c.n_layers);
+  if (c.is_dspark()) base += "-0731 (DSpark draft head)";
+  else if (!fp4) base += ", FP8 routed experts (Base / FP8-mixed format)";
+  return base;
+}
+
+void cmd_inspect(const ModelArgs& a) {
+  ModelConfig cfg = load_config(a.dir);
+  Checkpoint ck(a.dir);
+  std::string error;
+  std::unique_ptr<ModelWeights> w;
+  try {
+    w = std::make_unique<ModelWeights>(bind_weights(ck, cfg));
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  std::printf("checkpoint: %s (%zu shard%s)\n", a.dir.c_str(), ck.num_files(), ck.num_files() == 1 ? "" : "s");
+  if (w) std::printf("variant: %s\n", variant_name(cfg, *w).c_str());
+  std::printf("dim %d, %d layers, %d heads x %d, vocab %d, window %d, %d routed experts (top %d), %d MTP stage(s)\n",
+              cfg.dim, cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.vocab_size, cfg.window_size,
+              cfg.n_routed_experts, cfg.n_activated_experts, cfg.n_mtp_layers);
+  std::printf("layers:");
+  for (int l = 0; l < cfg.n_layers + cfg.n_mtp_layers; ++l) {
+    int r = cfg.layer_ratio(l);
+    std::string kind = r == 0 ? "SWA" : r == 4 ? "CSA" : fmt::format("HCA{}", r);
+    if (l < cfg.n_hash_layers) kind += "+hash";
+    if (l >= cfg.n_layers) kind = fmt::format("MTP{}", l - cfg.n_layers);
+    std::printf(" %d:%s", l, kind.c_str());
+  }
+  std::printf("\n");
+  // Parameters by dtype; packed FP4 bytes hold two parameters, scales are not parameters.
+  std::map<std::string, std::pair<int64_t, int64_t>> by_dtype;  // dtype -> (params, bytes)
+  int64_t total = 0, expert_params = 0;
+  for (auto& [name, t] : ck.tensors()) {
+    bool scale = name.size() > 6 && name.compare(name.size() - 6, 6, ".scale") == 0;
+    bool packed = (t->dtype == DType::I8 || t->dtype == DType::U8) && name.find(".experts.") != std::string::npos;
+    int64_t params = scale ? 0 : t->numel() * (packed ? 2 : 1);
+    std::string key = packed ? "FP4 (I8 packed)" : std::string(dtype_name(t->dtype));
+    by_dtype[key].first += params;
+    by_dtype[key].second += int64_t(t->nbytes);
+    total += params;
+    if (name.rfind("layers.", 0) == 0 && name.find(".ffn.experts.") != std::string::npos) expert_params += params;
+  }
+  std::printf("parameters: %.6g (%lld)\n", double(total), (long long)total);
+  for (auto& [k, v] : by_dtype)
+    std::printf("  %-16s %14lld params %14lld bytes\n", k.c_str(), (long long)v.first, (long long)v.second);
+  int64_t mtp_params = 0;
+  for (auto& [name, t] : ck.tensors())
+    if (name.rfind("mtp.", 0) == 0 && name.find(".scale") == std::string::npos)
+      mtp_params += t->numel() * ((t->dtype == DType::I8 || t->dtype == DType::U8) ? 2 : 1);
+  int64_t active = total - mtp_params - expert_params +
+                   expert_params / cfg.n_routed_experts * cfg.n_activated_experts;
+  std::printf("active parameters per token (backbone, %d of %d experts): %.6g\n", cfg.n_activated_experts,
+              cfg.n_routed_experts, double(active));
+  if (!error.empty()) {
+    std::printf("validation: FAILED\n%s\n", error.c_str());
+    set_exit_code(2);
+  } else {
+    std::printf("validation: OK (every tensor bound with the expected dtype and shape)\n");
+  }
+}
+
+struct LogitsArgs {
+  std::string ids_file, out, mtp_out;
+  int64_t prefill = 0, chunk = 0;
+};
+
+void cmd_logits(const ModelArgs& a, const LogitsArgs& la) {
+  a.apply_threads();
+  auto ids = parse_ids(read_text_file(la.ids_file), la.ids_file);
+  const int64_t T = int64_t(ids.size());
+  if (la.prefill < 1 || la.prefill > T) fail("--prefill must lie in [1, {}] (the number of ids)", T);
+  Model model(a.dir, a.numerics());
+  const int64_t V = model.config().vocab_size, N = la.prefill;
+  const bool mtp = !la.mtp_out.empty();
+  if (mtp && !model.has_mtp()) fail("{} has no preview MTP block (mtp.0.e_proj)", a.dir);
+  if (mtp && N >= T) fail("--mtp needs at least one id after the prefill");
+  SequenceState st = model.new_sequence();
+  std::vector<float> out, mtp_logits, streams;
+  ForwardOptions fo;
+  fo.keep_streams = mtp;
+  const int64_t chunk = la.chunk > 0 ? la.chunk : N;
+  for (int64_t p = 0; p < N; p += chunk) {
+    int64_t s = std::min(chunk, N - p);
+    auto r = model.forward(st, ids.data() + p, s, fo);
+    if (mtp) streams.insert(streams.end(), r.final_streams.begin(), r.final_streams.end());
+    if (p + s == N) out = std::move(r.logits);
+  }
+  if (mtp) mtp_logits = model.mtp_forward(st, streams.data(), ids.data() + 1, N);
+  for (int64_t t = N; t < T; ++t) {
+    auto r = model.forward(st, ids.data() + t, 1, fo);
+    out.insert(out.end(), r.logits.begin(), r.logits.end());
+    if (mtp && t + 1 < T) {
+      auto m = model.mtp_forward(st, r.final_streams.data(), ids.data() + t + 1, 1);
+      mtp_logits.insert(mtp_logits.end(), m.begin(), m.end());
+    }
+  }
+  write_npy_f32(la.out, {T - N + 1, V}, out.data());
+  if (mtp) write_npy_f32(la.mtp_out, {T - N, V}, mtp_logits.data());
+}
+
+void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
+  a.apply_threads();
+  auto ids = parse_ids(ids_text, "--ids");
+  if (ids.empty()) fail("--ids needs at least one token id");
+  Model model(a.dir, a.numerics());
+  const int64_t V = model.config().vocab_size;
+  SequenceState st = model.new_sequence();
+  auto r = model.forward(st, ids.data(), int64_t(ids.size()));
+  std::vector<int32_t> outs;
+  for (int i = 0; i < n; ++i) {
+    int32_t next = argmax(r.logits.data(), V);
+    outs.push_back(next);
+    std::printf("%s%d", i ? " " : "", next);
+    std::fflush(stdout);
+    if (i + 1 < n) r = model.forward(st, &next, 1);
+  }
+  std::printf("\n");
+}
+
+}  // namespace
+
+void register_model_commands(CLI::App& app) {
+  static ModelArgs inspect_args, logits_args, gen_args;
+  static LogitsArgs la;
+  static std::string gen_ids;
+  static int gen_n = 16;
+
+  auto* inspect = app.add_subcommand("inspect", "describe and validate a checkpoint");
+  inspect->add_option("-m,--model", inspect_args.dir, "checkpoint folder")->required();
+  inspect->callback([] { cmd_inspect(inspect_args); });
+
+  auto* logits = app.add_subcommand("logits", "teacher-forced logits: prefill N ids, then decode the rest");
+  logits_args.add(logits);
+  logits->add_option("--ids-file", la.ids_file, "whitespace-separated token ids")->required();
+  logits->add_option("--prefill", la.prefill, "number of ids in the first forward call")->required();
+  logits->add_option("-o,--output", la.out, "output .npy [T-N+1, vocab]")->required();
+  logits->add_option("--mtp", la.mtp_out, "also write MTP logits [T-N, vocab] (hidden at t + token t+1)");
+  logits->add_option("--chunk", la.chunk, "split the prefill into chunks of this many tokens");
+  logits->callback([] { cmd_logits(logits_args, la); });
+
+  auto* gen = app.add_subcommand("generate", "greedy generation from token ids");
+  gen_args.add(gen);
+  gen->add_option("--ids", gen_ids, "prompt token ids")->required();
+  gen->add_option("-n", gen_n, "tokens to generate");
+  gen->callback([] { cmd_generate(gen_args, gen_ids, gen_n); });
+}
+
 }  // namespace dsv4::cli

@@ -1,0 +1,88 @@
+#include "core/thread_pool.h"
+
+#include <algorithm>
+#include <memory>
+
+namespace dsv4 {
+
+ThreadPool::ThreadPool(int n_threads) {
+  if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_start_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
+  if (n == 0) return;
+  size_t threads = size_t(size());
+  size_t chunks = std::min(threads, (n + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
+  if (chunks <= 1 || workers_.empty()) {
+    fn(0, n);
+    return;
+  }
+  auto run_chunks = [&] {
+    for (;;) {
+      size_t c = next_chunk_.fetch_add(1);
+      if (c >= chunks) break;
+      fn(n * c / chunks, n * (c + 1) / chunks);
+    }
+  };
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    job_ = &fn;
+    job_n_ = n;
+    job_chunks_ = chunks;
+    next_chunk_ = 0;
+    pending_ = workers_.size();
+    ++generation_;
+  }
+  cv_start_.notify_all();
+  run_chunks();
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  job_ = nullptr;
+}
+
+void ThreadPool::worker(int) {
+  uint64_t seen = 0;
+  for (;;) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
+    if (stop_) return;
+    seen = generation_;
+    auto* fn = job_;
+    size_t n = job_n_, chunks = job_chunks_;
+    lk.unlock();
+    for (;;) {
+      size_t c = next_chunk_.fetch_add(1);
+      if (c >= chunks) break;
+      (*fn)(n * c / chunks, n * (c + 1) / chunks);
+    }
+    lk.lock();
+    if (--pending_ == 0) cv_done_.notify_one();
+  }
+}
+
+namespace {
+std::unique_ptr<ThreadPool>& global_slot() {
+  static std::unique_ptr<ThreadPool> p;
+  return p;
+}
+}  // namespace
+
+ThreadPool& ThreadPool::global() {
+  auto& p = global_slot();
+  if (!p) p = std::make_unique<ThreadPool>(0);
+  return *p;
+}
+
+void ThreadPool::set_global_threads(int n) { global_slot() = std::make_unique<ThreadPool>(n); }
+
+}  // namespace dsv4

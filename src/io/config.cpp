@@ -1,0 +1,161 @@
+#include "io/config.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+
+namespace dsv4 {
+
+using nlohmann::json;
+
+namespace {
+
+struct Reader {
+  const json& j;
+  const std::string& src;
+
+  const json& at(const char* key) const {
+    if (!j.contains(key)) fail("{}: missing key '{}'", src, key);
+    return j[key];
+  }
+  int integer(const char* key) const {
+    auto& v = at(key);
+    if (!v.is_number_integer()) fail("{}: key '{}' must be an integer, got {}", src, key, v.dump());
+    return v.get<int>();
+  }
+  int positive(const char* key) const {
+    int v = integer(key);
+    if (v <= 0) fail("{}: key '{}' must be positive, got {}", src, key, v);
+    return v;
+  }
+  double number(const char* key) const {
+    auto& v = at(key);
+    if (!v.is_number()) fail("{}: key '{}' must be a number, got {}", src, key, v.dump());
+    return v.get<double>();
+  }
+  double number_or(const char* key, double dflt) const { return j.contains(key) ? number(key) : dflt; }
+  int integer_or(const char* key, int dflt) const { return j.contains(key) ? integer(key) : dflt; }
+  std::string str(const char* key) const {
+    auto& v = at(key);
+    if (!v.is_string()) fail("{}: key '{}' must be a string, got {}", src, key, v.dump());
+    return v.get<std::string>();
+  }
+  std::vector<int> ints(const char* key) const {
+    auto& v = at(key);
+    if (!v.is_array()) fail("{}: key '{}' must be an array", src, key);
+    std::vector<int> out;
+    for (auto& e : v) {
+      if (!e.is_number_integer()) fail("{}: key '{}' must hold integers, got {}", src, key, e.dump());
+      out.push_back(e.get<int>());
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+ModelConfig parse_config(const std::string& text, const std::string& src) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("{}: bad JSON: {}", src, e.what());
+  }
+  if (!j.is_object()) fail("{}: config is not a JSON object", src);
+  Reader r{j, src};
+  ModelConfig c;
+  c.model_type = r.str("model_type");
+  if (c.model_type != "deepseek_v4")
+    fail("{}: unsupported model_type '{}' (this engine runs deepseek_v4)", src, c.model_type);
+  c.vocab_size = r.positive("vocab_size");
+  c.dim = r.positive("hidden_size");
+  c.n_layers = r.positive("num_hidden_layers");
+  c.n_heads = r.positive("num_attention_heads");
+  c.head_dim = r.positive("head_dim");
+  c.rope_head_dim = r.positive("qk_rope_head_dim");
+  c.q_lora_rank = r.positive("q_lora_rank");
+  c.o_lora_rank = r.positive("o_lora_rank");
+  c.o_groups = r.positive("o_groups");
+  c.window_size = r.positive("sliding_window");
+  c.compress_ratios = r.ints("compress_ratios");
+  c.rope_theta = r.number("rope_theta");
+  c.compress_rope_theta = r.number("compress_rope_theta");
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    Reader rs{j["rope_scaling"], src};
+    std::string type = j["rope_scaling"].value("type", j["rope_scaling"].value("rope_type", std::string()));
+    if (type != "yarn") fail("{}: key 'rope_scaling.type' must be 'yarn', got '{}'", src, type);
+    c.rope_factor = rs.number("factor");
+    c.original_seq_len = int64_t(rs.number("original_max_position_embeddings"));
+    c.beta_fast = rs.number("beta_fast");
+    c.beta_slow = rs.number("beta_slow");
+  }
+  c.index_n_heads = r.positive("index_n_heads");
+  c.index_head_dim = r.positive("index_head_dim");
+  c.index_topk = r.positive("index_topk");
+  c.n_routed_experts = r.positive("n_routed_experts");
+  c.n_activated_experts = r.positive("num_experts_per_tok");
+  c.n_shared_experts = r.integer_or("n_shared_experts", 1);
+  c.moe_inter_dim = r.positive("moe_intermediate_size");
+  c.n_hash_layers = r.integer_or("num_hash_layers", 0);
+  c.score_func = r.str("scoring_func");
+  c.route_scale = r.number("routed_scaling_factor");
+  c.swiglu_limit = r.number_or("swiglu_limit", 0.0);
+  c.hc_mult = r.positive("hc_mult");
+  c.hc_sinkhorn_iters = r.positive("hc_sinkhorn_iters");
+  c.hc_eps = r.number_or("hc_eps", 1e-6);
+  c.norm_eps = r.number_or("rms_norm_eps", 1e-6);
+  c.bos_token_id = r.integer_or("bos_token_id", 0);
+  c.eos_token_id = r.integer_or("eos_token_id", 1);
+  c.max_position_embeddings = j.value("max_position_embeddings", int64_t(1) << 20);
+  if (j.contains("expert_dtype") && j["expert_dtype"].is_string()) c.expert_dtype = j["expert_dtype"];
+  if (j.contains("dspark_block_size")) {
+    c.dspark_block_size = r.positive("dspark_block_size");
+    c.dspark_markov_rank = r.positive("dspark_markov_rank");
+    c.dspark_noise_token_id = r.integer("dspark_noise_token_id");
+    c.dspark_target_layer_ids = r.ints("dspark_target_layer_ids");
+  }
+
+  // Consistency: every check names the key at fault.
+  if (c.score_func != "sqrtsoftplus")
+    fail("{}: key 'scoring_func' is '{}', V4 uses 'sqrtsoftplus'", src, c.score_func);
+  if (c.n_shared_experts != 1) fail("{}: key 'n_shared_experts' must be 1 (got {})", src, c.n_shared_experts);
+  if (int(c.compress_ratios.size()) < c.n_layers)
+    fail("{}: key 'compress_ratios' has {} entries, fewer than num_hidden_layers = {}", src,
+         c.compress_ratios.size(), c.n_layers);
+  c.n_mtp_layers = int(c.compress_ratios.size()) - c.n_layers;
+  for (size_t i = 0; i < c.compress_ratios.size(); ++i) {
+    int ratio = c.compress_ratios[i];
+    if (ratio < 0 || ratio == 1) fail("{}: key 'compress_ratios[{}]' = {} is not 0 or a ratio > 1", src, i, ratio);
+    if (int(i) >= c.n_layers && ratio != 0)
+      fail("{}: key 'compress_ratios[{}]' (an MTP stage) must be 0, got {}", src, i, ratio);
+  }
+  if (c.n_heads % c.o_groups)
+    fail("{}: key 'num_attention_heads' ({}) is not divisible by 'o_groups' ({})", src, c.n_heads, c.o_groups);
+  if (c.rope_head_dim % 2 || c.rope_head_dim >= c.head_dim)
+    fail("{}: key 'qk_rope_head_dim' ({}) must be even and below head_dim ({})", src, c.rope_head_dim, c.head_dim);
+  if (c.nope_dim() % 64)
+    fail("{}: key 'head_dim' ({}) minus qk_rope_head_dim must be a multiple of 64 (KV FP8 blocks)", src, c.head_dim);
+  if (c.index_head_dim & (c.index_head_dim - 1) || c.index_head_dim % 32 || c.index_head_dim <= c.rope_head_dim)
+    fail("{}: key 'index_head_dim' ({}) must be a power of two >= 64, above qk_rope_head_dim", src, c.index_head_dim);
+  if (c.n_activated_experts > c.n_routed_experts)
+    fail("{}: key 'num_experts_per_tok' ({}) exceeds n_routed_experts ({})", src, c.n_activated_experts,
+         c.n_routed_experts);
+  if (c.n_hash_layers < 0 || c.n_hash_layers > c.n_layers)
+    fail("{}: key 'num_hash_layers' ({}) must lie in [0, num_hidden_layers]", src, c.n_hash_layers);
+  if (c.hc_mult < 1 || c.hc_mult > 16) fail("{}: key 'hc_mult' ({}) must lie in [1, 16]", src, c.hc_mult);
+  for (int l : c.dspark_target_layer_ids)
+    if (l < 0 || l >= c.n_layers) fail("{}: key 'dspark_target_layer_ids' holds {} outside the backbone", src, l);
+  if (c.is_dspark() && (c.dspark_noise_token_id < 0 || c.dspark_noise_token_id >= c.vocab_size))
+    fail("{}: key 'dspark_noise_token_id' ({}) is outside the vocabulary", src, c.dspark_noise_token_id);
+  return c;
+}
+
+ModelConfig load_config(const std::string& dir) {
+  auto path = (std::filesystem::path(dir) / "config.json").string();
+  if (!std::filesystem::exists(path)) fail("{}: no config.json in the checkpoint folder", dir);
+  return parse_config(read_text_file(path), path);
+}
+
+}  // namespace dsv4

@@ -1,0 +1,65 @@
+#pragma once
+// Safetensors shards, memory-mapped and validated; a Checkpoint is the union of a folder's shards.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/mapped_file.h"
+
+namespace dsv4 {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // points into the mapped shard
+  size_t nbytes = 0;
+  const std::string* file = nullptr;
+
+  int64_t numel() const;
+  int64_t dim(int i) const { return shape.at(size_t(i)); }
+  std::string shape_str() const;
+};
+
+class SafetensorsFile {
+ public:
+  // Maps the file and validates its header: length bounds, JSON, dtypes, offsets inside the
+  // data region, byte size = shape x dtype, no overlapping tensors.
+  explicit SafetensorsFile(const std::string& path);
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const std::string& path() const { return file_.path(); }
+
+ private:
+  MappedFile file_;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+class Checkpoint {
+ public:
+  // dir holds model.safetensors.index.json (sharded) or one or more *.safetensors files.
+  explicit Checkpoint(const std::string& dir);
+  const TensorInfo* find(const std::string& name) const;
+  const TensorInfo& get(const std::string& name) const;  // throws naming the tensor
+  const std::map<std::string, const TensorInfo*>& tensors() const { return index_; }
+  const std::string& dir() const { return dir_; }
+  size_t num_files() const { return files_.size(); }
+
+ private:
+  std::string dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorInfo*> index_;
+};
+
+// Writes tensors as one safetensors file (used by make-model and tests).
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+}  // namespace dsv4

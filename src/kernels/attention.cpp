@@ -1,0 +1,30 @@
+#include "kernels/attention.h"
+
+#include <cmath>
+#include <vector>
+
+namespace dsv4 {
+
+void sink_attention(const float* q, const float* const* rows, int32_t n, int dim, float scale, float sink,
+                    float* out) {
+  for (int d = 0; d < dim; ++d) out[d] = 0;
+  if (n == 0) return;
+  std::vector<float> z(static_cast<size_t>(n));
+  float m = -INFINITY;
+  for (int32_t k = 0; k < n; ++k) {
+    float acc = 0;
+    for (int d = 0; d < dim; ++d) acc += q[d] * rows[k][d];
+    z[size_t(k)] = acc * scale;
+    m = std::max(m, z[size_t(k)]);
+  }
+  float den = 0;
+  for (int32_t k = 0; k < n; ++k) {
+    float p = std::exp(z[size_t(k)] - m);
+    den += p;
+    for (int d = 0; d < dim; ++d) out[d] += p * rows[k][d];
+  }
+  den += std::exp(sink - m);
+  for (int d = 0; d < dim; ++d) out[d] /= den;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,43 @@
+#pragma once
+// A linear layer viewed in place over checkpoint bytes, in any of the V4 weight formats, and the
+// matrix products over it. y[s, o] = sum_k W[o, k] x[s, k], accumulated in fp32.
+#include <cstdint>
+
+#include "io/safetensors.h"
+
+namespace dsv4 {
+
+class ThreadPool;
+
+struct Linear {
+  enum class Format { F32, BF16, FP8, FP4 };
+  Format fmt = Format::F32;
+  int64_t out = 0, in = 0;
+  const uint8_t* w = nullptr;
+  const uint8_t* scale = nullptr;  // FP8: [ceil(out/128), ceil(in/128)]; FP4: [out, in/32]
+  bool scale_f32 = false;          // Base checkpoints may store power-of-two scales as F32
+  int64_t scale_cols = 0;
+
+  bool quantized() const { return fmt == Format::FP8 || fmt == Format::FP4; }
+  bool empty() const { return w == nullptr; }
+  float scale_at(int64_t r, int64_t c) const;
+  // Writes the exactly dequantised row o (in floats).
+  void dequant_row(int64_t o, float* dst) const;
+  int64_t weight_bytes() const;
+};
+
+// Builds a Linear from a weight tensor and its optional .scale tensor; checks dtypes and shapes.
+// FP4 is recognised from an I8/U8 weight of shape [out, in/2] with [out, in/32] scales.
+Linear make_linear(const TensorInfo& weight, const TensorInfo* scale, int64_t out, int64_t in);
+
+// y[S, out] = x[S, in] · Wᵀ. With act_quant, each row of x goes through the FP8 1x128 round-trip
+// first (only for FP8/FP4 weights, as the numerics contract says).
+void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool);
+
+}  // namespace dsv4
+
+namespace dsv4 {
+// Grouped product: W's rows split into `groups` equal bands; band g reads input slice g of x.
+// x is [S, groups*W.in], y is [S, W.out]. No activation quantisation (wo_a runs as a plain GEMM).
+void matmul_grouped(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool);
+}  // namespace dsv4

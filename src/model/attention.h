@@ -1,0 +1,34 @@
+#pragma once
+// One attention sublayer (spec §4.8–4.15): low-rank Q with per-head RMS, one shared latent KV row per
+// token, a sliding window ring, compressed entries (CSA via the indexer, HCA all), sink softmax,
+// de-rotation and the grouped low-rank output projection.
+#include <cstdint>
+#include <vector>
+
+#include "io/config.h"
+#include "model/compressor.h"
+#include "model/indexer.h"
+#include "model/kv_cache.h"
+#include "model/options.h"
+#include "model/weights.h"
+
+namespace dsv4 {
+
+class Rope;
+class ThreadPool;
+
+struct AttentionState {
+  KVRows ring;           // window ring, slot = t mod window
+  KVRows compressed;     // compressed entries (ratio > 0), entry j at row j
+  CompressorState comp;  // main compressor
+  IndexerState indexer;  // CSA only
+  void reset(const AttentionWeights& w, const ModelConfig& cfg, const NumericsOptions& opt);
+};
+
+// x: attn_norm output [S, D] for positions p0 .. p0+S-1; out: [S, D]. When topk_out is given it
+// receives the indexer's picks per token (CSA layers).
+void attention_forward(const AttentionWeights& w, AttentionState& st, const ModelConfig& cfg, const Rope& rope,
+                       const float* x, int64_t S, int64_t p0, const NumericsOptions& opt, ThreadPool& pool,
+                       float* out, std::vector<std::vector<int32_t>>* topk_out = nullptr);
+
+}  // namespace dsv4

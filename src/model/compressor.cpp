@@ -1,0 +1,78 @@
+#include "model/compressor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/thread_pool.h"
+#include "kernels/norm.h"
+#include "kernels/rope.h"
+
+namespace dsv4 {
+
+void CompressorState::reset(const CompressorWeights& w) {
+  const size_t n = size_t(w.ratio) * size_t(w.width());
+  kv.assign(n, 0.0f);
+  score.assign(n, -INFINITY);
+  prev_kv.assign(w.overlap ? n : 0, 0.0f);
+  prev_score.assign(w.overlap ? n : 0, -INFINITY);
+  has_prev = false;
+}
+
+void compressor_pool(const CompressorWeights& w, const CompressorState& st, float* e) {
+  const int R = w.ratio, W = w.width(), dc = w.d_c;
+  // Slot order = reference summation order: previous group's half A, then this group's half B.
+  const int slots = w.overlap ? 2 * R : R;
+  std::vector<float> sc(static_cast<size_t>(slots)), val(static_cast<size_t>(slots));
+  for (int ch = 0; ch < dc; ++ch) {
+    for (int s = 0; s < slots; ++s) {
+      if (w.overlap && s < R) {
+        sc[size_t(s)] = st.has_prev ? st.prev_score[size_t(s * W + ch)] : -INFINITY;
+        val[size_t(s)] = st.has_prev ? st.prev_kv[size_t(s * W + ch)] : 0.0f;
+      } else {
+        int r = w.overlap ? s - R : s, c = w.overlap ? dc + ch : ch;
+        sc[size_t(s)] = st.score[size_t(r * W + c)];
+        val[size_t(s)] = st.kv[size_t(r * W + c)];
+      }
+    }
+    float m = *std::max_element(sc.begin(), sc.end()), sum = 0;
+    for (auto& v : sc) sum += (v = std::exp(v - m));
+    float acc = 0;
+    for (int s = 0; s < slots; ++s) acc += (sc[size_t(s)] / sum) * val[size_t(s)];
+    e[ch] = acc;
+  }
+}
+
+void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* x, int64_t S, int64_t p0,
+                        const Rope& rope, float norm_eps, ThreadPool& pool, std::vector<float>& entries,
+                        std::vector<int64_t>& ids) {
+  const int R = w.ratio, W = w.width(), dc = w.d_c;
+  std::vector<float> a(size_t(S * W)), g(size_t(S * W)), e(static_cast<size_t>(dc));
+  matmul(w.wkv, x, S, a.data(), false, pool);
+  matmul(w.wgate, x, S, g.data(), false, pool);
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t t = p0 + s;
+    const int slot = int(t % R);
+    float* kv_row = st.kv.data() + size_t(slot * W);
+    float* sc_row = st.score.data() + size_t(slot * W);
+    const float* ape = w.ape.data() + size_t(slot * W);
+    for (int c = 0; c < W; ++c) {
+      kv_row[c] = a[size_t(s * W + c)];
+      sc_row[c] = g[size_t(s * W + c)] + ape[c];
+    }
+    if (slot != R - 1) continue;
+    compressor_pool(w, st, e.data());
+    const int64_t j = t / R;
+    rmsnorm(e.data(), w.norm.data(), size_t(dc), norm_eps, e.data());
+    rope.apply(e.data(), dc, j * R);
+    entries.insert(entries.end(), e.begin(), e.end());
+    ids.push_back(j);
+    if (w.overlap) {
+      st.prev_kv = st.kv;
+      st.prev_score = st.score;
+      st.has_prev = true;
+    }
+  }
+}
+
+}  // namespace dsv4

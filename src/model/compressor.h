@@ -1,0 +1,32 @@
+#pragma once
+// The KV compressor (spec §4.11–4.12): every R consecutive tokens pool into one entry through a
+// per-channel softmax over slots; ratio 4 overlaps each group with the previous one.
+#include <cstdint>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace dsv4 {
+
+class Rope;
+class ThreadPool;
+
+struct CompressorState {
+  std::vector<float> kv, score;            // [R, width]: rows of the incomplete group (score includes ape)
+  std::vector<float> prev_kv, prev_score;  // [R, width]: last complete group (overlap only)
+  bool has_prev = false;
+
+  void reset(const CompressorWeights& w);
+};
+
+// Feeds tokens p0 .. p0+S-1 (x = attn_norm output, [S, D]). Each completed group j is pooled and
+// post-processed (RMSNorm, RoPE at position j·R) and appended to `entries` ([*, d_c]) with its id in `ids`.
+void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* x, int64_t S, int64_t p0,
+                        const Rope& rope, float norm_eps, ThreadPool& pool, std::vector<float>& entries,
+                        std::vector<int64_t>& ids);
+
+// The pooling of one group alone (exposed for kernel tests): e[ch] over the slots of `st` after the
+// group's R rows were written.
+void compressor_pool(const CompressorWeights& w, const CompressorState& st, float* e);
+
+}  // namespace dsv4

@@ -1,0 +1,28 @@
+#pragma once
+// The lightning indexer of CSA layers (spec §4.13): scores every visible compressed entry for each
+// query and keeps the top-k.
+#include <cstdint>
+#include <vector>
+
+#include "io/config.h"
+#include "model/compressor.h"
+#include "model/options.h"
+
+namespace dsv4 {
+
+struct IndexerState {
+  CompressorState comp;
+  std::vector<float> keys;  // [n_entries, index_head_dim], after Hadamard and the FP4 round-trip
+  void reset(const IndexerWeights& w) {
+    comp.reset(w.comp);
+    keys.clear();
+  }
+};
+
+// x: attn_norm output [S, D]; qr: q_norm output [S, q_lora_rank]. Returns, per token, the chosen entry
+// ids in descending score order (ties: lower id first), k_t = min(index_topk, ⌊(t+1)/4⌋).
+std::vector<std::vector<int32_t>> indexer_forward(const IndexerWeights& w, IndexerState& st, const ModelConfig& cfg,
+                                                  const float* x, const float* qr, int64_t S, int64_t p0,
+                                                  const Rope& rope, const NumericsOptions& opt, ThreadPool& pool);
+
+}  // namespace dsv4
