@@ -1,0 +1,109 @@
+// Sequence semantics: chunked prefill equals one prefill, decode equals prefill, greedy output is
+// identical across thread counts, and every sequence starts from fresh state.
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "model/golden.h"
+
+namespace dsv4::test {
+namespace {
+
+std::vector<float> rows_of(const KVRows& r, int dim) {
+  std::vector<float> v(r.size() * size_t(dim));
+  for (size_t i = 0; i < r.size(); ++i) r.get(i, v.data() + i * size_t(dim));
+  return v;
+}
+
+void expect_same_state(const SequenceState& a, const SequenceState& b, const ModelConfig& c) {
+  ASSERT_EQ(a.pos, b.pos);
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const auto &x = a.layers[l].attn, &y = b.layers[l].attn;
+    EXPECT_EQ(rows_of(x.ring, c.head_dim), rows_of(y.ring, c.head_dim)) << "ring of layer " << l;
+    EXPECT_EQ(rows_of(x.compressed, c.head_dim), rows_of(y.compressed, c.head_dim)) << "compressed KV of layer " << l;
+    EXPECT_EQ(x.comp.kv, y.comp.kv) << "compressor state of layer " << l;
+    EXPECT_EQ(x.comp.score, y.comp.score);
+    EXPECT_EQ(x.comp.prev_kv, y.comp.prev_kv);
+    EXPECT_EQ(x.indexer.keys, y.indexer.keys) << "index keys of layer " << l;
+    EXPECT_EQ(x.indexer.comp.kv, y.indexer.comp.kv);
+  }
+}
+
+class SequenceTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SequenceTest, ChunkedPrefillIsBitIdenticalToOnePrefill) {
+  Model m(fixture_dir(GetParam()));
+  Golden g(GetParam());
+  auto ids = g.i32("input_ids");
+  const int64_t P = 300;
+  SequenceState one = m.new_sequence();
+  auto ref = m.forward(one, ids.data(), P).logits;
+  // Chunk sizes straddle the ratio-4 groups, the window and the ratio-128 boundary.
+  for (int64_t chunk : {1, 3, 4, 7, 127, 128, 129}) {
+    SequenceState st = m.new_sequence();
+    std::vector<float> last;
+    for (int64_t p = 0; p < P; p += chunk) last = m.forward(st, ids.data() + p, std::min(chunk, P - p)).logits;
+    EXPECT_EQ(last, ref) << "chunk " << chunk;
+    expect_same_state(st, one, m.config());
+  }
+  // Continuing after a chunked prefill: a multi-token chunk equals the same tokens decoded one by one.
+  SequenceState a = m.new_sequence(), b = m.new_sequence();
+  m.forward(a, ids.data(), P);
+  m.forward(b, ids.data(), P);
+  ForwardOptions all;
+  all.all_logits = true;
+  auto chunk_logits = m.forward(a, ids.data() + P, 20, all).logits;
+  const int64_t V = m.config().vocab_size;
+  for (int64_t i = 0; i < 20; ++i) {
+    auto r = m.forward(b, ids.data() + P + i, 1).logits;
+    EXPECT_TRUE(std::equal(r.begin(), r.end(), chunk_logits.begin() + i * V)) << "position " << P + i;
+  }
+  expect_same_state(a, b, m.config());
+}
+
+TEST_P(SequenceTest, GreedyIsIdenticalAcrossThreadCounts) {
+  Golden g(GetParam());
+  auto ids = g.i32("input_ids");
+  ids.resize(140);
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool::set_global_threads(threads);
+    Model m(fixture_dir(GetParam()));
+    Schedule s = run_schedule(m, ids, 130, true);
+    s.logits.insert(s.logits.end(), s.mtp.begin(), s.mtp.end());
+    results.push_back(s.logits);
+  }
+  ThreadPool::set_global_threads(0);
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[0], results[2]);
+}
+
+TEST_P(SequenceTest, EachSequenceStartsFresh) {
+  Model m(fixture_dir(GetParam()));
+  Golden g(GetParam());
+  auto a = g.i32("input_ids");
+  auto c = g.i32("C.input_ids");
+  SequenceState s1 = m.new_sequence();
+  m.forward(s1, a.data(), 301);  // leaves a pending compressor group behind
+  SequenceState s2 = m.new_sequence();
+  auto after = m.forward(s2, c.data(), 3).logits;
+  Model fresh(fixture_dir(GetParam()));
+  SequenceState s3 = fresh.new_sequence();
+  EXPECT_EQ(after, fresh.forward(s3, c.data(), 3).logits);
+}
+
+TEST(Sequence, RejectsOutOfVocabularyIds) {
+  Model m(fixture_dir("tiny-flash"));
+  SequenceState st = m.new_sequence();
+  int32_t bad[2] = {5, 100000};
+  try {
+    m.forward(st, bad, 2);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, SequenceTest, ::testing::Values("tiny-flash", "tiny-pro"),
+                         [](const auto& info) { return info.param == "tiny-flash" ? "Flash" : "Pro"; });
+
+}  // namespace
+}  // namespace dsv4::test
