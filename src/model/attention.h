@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "io/config.h"
+#include "model/batch.h"
 #include "model/compressor.h"
 #include "model/indexer.h"
 #include "model/kv_cache.h"
@@ -25,10 +26,11 @@ struct AttentionState {
   void reset(const AttentionWeights& w, const ModelConfig& cfg, const NumericsOptions& opt);
 };
 
-// x: attn_norm output [S, D] for positions p0 .. p0+S-1; out: [S, D]. When topk_out is given it
-// receives the indexer's picks per token (CSA layers).
-void attention_forward(const AttentionWeights& w, AttentionState& st, const ModelConfig& cfg, const Rope& rope,
-                       const float* x, int64_t S, int64_t p0, const NumericsOptions& opt, ThreadPool& pool,
-                       float* out, std::vector<std::vector<int32_t>>* topk_out = nullptr);
+// x: attn_norm output [rows, D] of the segments' rows; one state per segment; out: [rows, D].
+// When topk_out is given it receives the indexer's picks per row (CSA layers).
+void attention_forward(const AttentionWeights& w, const std::vector<AttentionState*>& states,
+                       const std::vector<Segment>& segs, const ModelConfig& cfg, const Rope& rope, const float* x,
+                       const NumericsOptions& opt, ThreadPool& pool, float* out,
+                       std::vector<std::vector<int32_t>>* topk_out = nullptr);
 
 }  // namespace dsv4

@@ -43,13 +43,20 @@ void compressor_pool(const CompressorWeights& w, const CompressorState& st, floa
   }
 }
 
-void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* x, int64_t S, int64_t p0,
-                        const Rope& rope, float norm_eps, ThreadPool& pool, std::vector<float>& entries,
+CompressorInput compressor_project(const CompressorWeights& w, const float* x, int64_t rows, ThreadPool& pool) {
+  CompressorInput in;
+  in.a.resize(size_t(rows * w.width()));
+  in.g.resize(size_t(rows * w.width()));
+  matmul(w.wkv, x, rows, in.a.data(), false, pool);
+  matmul(w.wgate, x, rows, in.g.data(), false, pool);
+  return in;
+}
+
+void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
+                        int64_t p0, const Rope& rope, float norm_eps, std::vector<float>& entries,
                         std::vector<int64_t>& ids) {
   const int R = w.ratio, W = w.width(), dc = w.d_c;
-  std::vector<float> a(size_t(S * W)), g(size_t(S * W)), e(static_cast<size_t>(dc));
-  matmul(w.wkv, x, S, a.data(), false, pool);
-  matmul(w.wgate, x, S, g.data(), false, pool);
+  std::vector<float> e(static_cast<size_t>(dc));
   for (int64_t s = 0; s < S; ++s) {
     const int64_t t = p0 + s;
     const int slot = int(t % R);

@@ -19,10 +19,17 @@ struct CompressorState {
   void reset(const CompressorWeights& w);
 };
 
-// Feeds tokens p0 .. p0+S-1 (x = attn_norm output, [S, D]). Each completed group j is pooled and
-// post-processed (RMSNorm, RoPE at position j·R) and appended to `entries` ([*, d_c]) with its id in `ids`.
-void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* x, int64_t S, int64_t p0,
-                        const Rope& rope, float norm_eps, ThreadPool& pool, std::vector<float>& entries,
+// The projections a = wkv·x and g = wgate·x of a batch of rows ([rows, width] each).
+struct CompressorInput {
+  std::vector<float> a, g;
+};
+CompressorInput compressor_project(const CompressorWeights& w, const float* x, int64_t rows, ThreadPool& pool);
+
+// Feeds the rows of one sequence, positions p0 .. p0+S-1 (a, g point at its first row). Each completed
+// group j is pooled and post-processed (RMSNorm, RoPE at position j·R) and appended to `entries`
+// ([*, d_c]) with its id in `ids`.
+void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
+                        int64_t p0, const Rope& rope, float norm_eps, std::vector<float>& entries,
                         std::vector<int64_t>& ids);
 
 // The pooling of one group alone (exposed for kernel tests): e[ch] over the slots of `st` after the

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "io/config.h"
+#include "model/batch.h"
 #include "model/compressor.h"
 #include "model/options.h"
 
@@ -19,10 +20,12 @@ struct IndexerState {
   }
 };
 
-// x: attn_norm output [S, D]; qr: q_norm output [S, q_lora_rank]. Returns, per token, the chosen entry
-// ids in descending score order (ties: lower id first), k_t = min(index_topk, ⌊(t+1)/4⌋).
-std::vector<std::vector<int32_t>> indexer_forward(const IndexerWeights& w, IndexerState& st, const ModelConfig& cfg,
-                                                  const float* x, const float* qr, int64_t S, int64_t p0,
-                                                  const Rope& rope, const NumericsOptions& opt, ThreadPool& pool);
+// x: attn_norm output [rows, D]; qr: q_norm output [rows, q_lora_rank]; one state per segment.
+// Returns, per row, the chosen entry ids in descending score order (ties: lower id first),
+// k_t = min(index_topk, ⌊(t+1)/4⌋).
+std::vector<std::vector<int32_t>> indexer_forward(const IndexerWeights& w, const std::vector<IndexerState*>& states,
+                                                  const std::vector<Segment>& segs, const ModelConfig& cfg,
+                                                  const float* x, const float* qr, const Rope& rope,
+                                                  const NumericsOptions& opt, ThreadPool& pool);
 
 }  // namespace dsv4

@@ -68,34 +68,41 @@ SequenceState Model::new_sequence() const {
   return st;
 }
 
-void Model::block_forward(const BlockWeights& b, BlockState& st, float* X, const int32_t* ids, int64_t S, int64_t p0,
-                          std::vector<int32_t>* last_topk) const {
+void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>& states,
+                          const std::vector<Segment>& segs, float* X, const int32_t* ids,
+                          std::vector<std::vector<int32_t>>* topk) const {
   const int n = cfg_.hc_mult, D = cfg_.dim;
   const size_t nD = size_t(n) * size_t(D);
-  std::vector<float> x(size_t(S * D)), f(size_t(S * D)), post(size_t(S * n)), C(size_t(S * n * n)), Xn(nD);
+  const int64_t rows = total_rows(segs);
+  std::vector<float> x(size_t(rows * D)), f(size_t(rows * D)), post(size_t(rows * n)), C(size_t(rows * n * n));
 
+  // hc_pre → norm → body → hc_post, the residual path of every sublayer (spec §4.3).
   auto sublayer = [&](const HcWeights& hcw, const FloatVec& norm, auto&& body) {
     HcParams hp = hc_params(hcw, cfg_);
-    pool().parallel_for(size_t(S), [&](size_t s0, size_t s1) {
-      for (size_t s = s0; s < s1; ++s) {
-        hc_pre(hp, X + s * nD, x.data() + s * size_t(D), post.data() + s * size_t(n), C.data() + s * size_t(n * n));
-        rmsnorm(x.data() + s * size_t(D), norm.data(), size_t(D), float(cfg_.norm_eps), x.data() + s * size_t(D));
+    pool().parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+      for (size_t r = r0; r < r1; ++r) {
+        float* xr = x.data() + r * size_t(D);
+        hc_pre(hp, X + r * nD, xr, post.data() + r * size_t(n), C.data() + r * size_t(n * n));
+        rmsnorm(xr, norm.data(), size_t(D), float(cfg_.norm_eps), xr);
       }
     });
     body();
-    for (int64_t s = 0; s < S; ++s) {
-      hc_post(n, D, f.data() + s * D, X + size_t(s) * nD, post.data() + s * n, C.data() + s * n * n, Xn.data());
-      std::memcpy(X + size_t(s) * nD, Xn.data(), nD * 4);
-    }
+    pool().parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+      std::vector<float> Xn(nD);
+      for (size_t r = r0; r < r1; ++r) {
+        hc_post(n, D, f.data() + r * size_t(D), X + r * nD, post.data() + r * size_t(n), C.data() + r * size_t(n * n),
+                Xn.data());
+        std::memcpy(X + r * nD, Xn.data(), nD * 4);
+      }
+    });
   };
 
   sublayer(b.hc_attn, b.attn_norm, [&] {
-    std::vector<std::vector<int32_t>> picks;
-    attention_forward(b.attn, st.attn, cfg_, rope_for(b.attn.ratio), x.data(), S, p0, opt_, pool(), f.data(),
-                      last_topk ? &picks : nullptr);
-    if (last_topk) *last_topk = picks.empty() ? std::vector<int32_t>{} : picks.back();
+    std::vector<AttentionState*> as;
+    for (auto* s : states) as.push_back(&s->attn);
+    attention_forward(b.attn, as, segs, cfg_, rope_for(b.attn.ratio), x.data(), opt_, pool(), f.data(), topk);
   });
-  sublayer(b.hc_ffn, b.ffn_norm, [&] { moe_forward(b.moe, cfg_, x.data(), ids, S, opt_, pool(), f.data()); });
+  sublayer(b.hc_ffn, b.ffn_norm, [&] { moe_forward(b.moe, cfg_, x.data(), ids, rows, opt_, pool(), f.data()); });
 }
 
 std::vector<float> Model::head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const {
@@ -111,59 +118,125 @@ std::vector<float> Model::head_logits(const HcWeights& hc, const FloatVec& norm,
   return logits;
 }
 
-ForwardResult Model::forward(SequenceState& st, const int32_t* ids, int64_t S, const ForwardOptions& fo) const {
-  if (S <= 0) fail("forward needs at least one token");
+namespace {
+// Gathers the given rows of a [rows, width] matrix.
+std::vector<float> gather_rows(const std::vector<float>& m, const std::vector<int64_t>& rows, size_t width) {
+  std::vector<float> out(rows.size() * width);
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(out.data() + i * width, m.data() + size_t(rows[i]) * width, width * 4);
+  return out;
+}
+}  // namespace
+
+std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in, const ForwardOptions& fo) const {
   const int n = cfg_.hc_mult, D = cfg_.dim;
   const size_t nD = size_t(n) * size_t(D);
-  const int64_t p0 = st.pos;
-  std::vector<float> X(size_t(S) * nD), e(static_cast<size_t>(D));
-  for (int64_t s = 0; s < S; ++s) {
-    if (ids[s] < 0 || ids[s] >= cfg_.vocab_size)
-      fail("token id {} at position {} is outside the vocabulary [0, {})", ids[s], p0 + s, cfg_.vocab_size);
-    w_.embed.dequant_row(ids[s], e.data());
-    for (int k = 0; k < n; ++k) std::memcpy(X.data() + size_t(s) * nD + size_t(k * D), e.data(), size_t(D) * 4);
+  std::vector<Segment> segs;
+  std::vector<int32_t> ids;
+  int64_t row = 0;
+  for (auto& s : in) {
+    if (s.S <= 0) fail("forward needs at least one token per sequence");
+    for (int64_t i = 0; i < s.S; ++i)
+      if (s.ids[i] < 0 || s.ids[i] >= cfg_.vocab_size)
+        fail("token id {} at position {} is outside the vocabulary [0, {})", s.ids[i], s.st->pos + i, cfg_.vocab_size);
+    segs.push_back({row, s.S, s.st->pos});
+    ids.insert(ids.end(), s.ids, s.ids + s.S);
+    row += s.S;
   }
-  ForwardResult res;
-  res.last_topk.resize(w_.blocks.size());
+  const int64_t rows = row;
+  std::vector<float> X(size_t(rows) * nD);
+  pool().parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      float* x0 = X.data() + r * nD;
+      w_.embed.dequant_row(ids[r], x0);
+      for (int k = 1; k < n; ++k) std::memcpy(x0 + size_t(k * D), x0, size_t(D) * 4);
+    }
+  });
+
+  std::vector<ForwardResult> res(in.size());
+  std::vector<int64_t> last_rows;
+  for (auto& s : segs) last_rows.push_back(s.row0 + s.S - 1);
   for (size_t l = 0; l < w_.blocks.size(); ++l) {
-    block_forward(w_.blocks[l], st.layers[l], X.data(), ids, S, p0, &res.last_topk[l]);
-    if (fo.keep_layer_streams)
-      res.layer_streams.insert(res.layer_streams.end(), X.end() - std::ptrdiff_t(nD), X.end());
+    std::vector<BlockState*> states;
+    for (auto& s : in) states.push_back(&s.st->layers[l]);
+    std::vector<std::vector<int32_t>> topk;
+    block_forward(w_.blocks[l], states, segs, X.data(), ids.data(), &topk);
+    for (size_t i = 0; i < in.size(); ++i) {
+      res[i].last_topk.push_back(topk.empty() ? std::vector<int32_t>{} : topk[size_t(last_rows[i])]);
+      if (fo.keep_layer_streams)
+        res[i].layer_streams.insert(res[i].layer_streams.end(), X.begin() + last_rows[i] * int64_t(nD),
+                                    X.begin() + (last_rows[i] + 1) * int64_t(nD));
+    }
   }
-  st.pos += S;
-  const int64_t rows = fo.all_logits ? S : 1;
-  res.logits = head_logits(w_.hc_head, w_.norm, X.data() + size_t(S - rows) * nD, rows);
-  if (fo.keep_streams) res.final_streams = std::move(X);
+  // Logits of the last row of each sequence, or of every row.
+  std::vector<int64_t> head_rows;
+  for (auto& s : segs)
+    for (int64_t r = fo.all_logits ? s.row0 : s.row0 + s.S - 1; r < s.row0 + s.S; ++r) head_rows.push_back(r);
+  std::vector<float> Xh = gather_rows(X, head_rows, nD);
+  std::vector<float> logits = head_logits(w_.hc_head, w_.norm, Xh.data(), int64_t(head_rows.size()));
+  const size_t V = size_t(cfg_.vocab_size);
+  size_t at = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const size_t nrows = fo.all_logits ? size_t(segs[i].S) : 1;
+    res[i].logits.assign(logits.begin() + int64_t(at * V), logits.begin() + int64_t((at + nrows) * V));
+    at += nrows;
+    if (fo.keep_streams)
+      res[i].final_streams.assign(X.begin() + segs[i].row0 * int64_t(nD), X.begin() + (segs[i].row0 + segs[i].S) * int64_t(nD));
+    in[i].st->pos += segs[i].S;
+  }
   return res;
 }
 
-std::vector<float> Model::mtp_forward(SequenceState& st, const float* main_streams, const int32_t* next_ids,
-                                      int64_t S) const {
+std::vector<std::vector<float>> Model::mtp_forward_batch(const std::vector<MtpInput>& in) const {
   if (!w_.mtp) fail("this checkpoint has no MTP block");
   const MtpWeights& m = *w_.mtp;
   const int n = cfg_.hc_mult, D = cfg_.dim;
   const size_t nD = size_t(n) * size_t(D);
   const float eps = float(cfg_.norm_eps);
-  std::vector<float> e(size_t(S * D)), ep(size_t(S * D)), h(size_t(S) * nD), hp(size_t(S) * nD), X(size_t(S) * nD);
-  for (int64_t s = 0; s < S; ++s) {
-    if (next_ids[s] < 0 || next_ids[s] >= cfg_.vocab_size) fail("token id {} is outside the vocabulary", next_ids[s]);
-    w_.embed.dequant_row(next_ids[s], e.data() + s * D);
-    rmsnorm(e.data() + s * D, m.enorm.data(), size_t(D), eps, e.data() + s * D);
-    for (int k = 0; k < n; ++k)
-      rmsnorm(main_streams + size_t(s) * nD + size_t(k * D), m.hnorm.data(), size_t(D), eps,
-              h.data() + size_t(s) * nD + size_t(k * D));
+  std::vector<Segment> segs;
+  std::vector<int32_t> ids;
+  int64_t rows = 0;
+  for (auto& s : in) {
+    for (int64_t i = 0; i < s.S; ++i)
+      if (s.next_ids[i] < 0 || s.next_ids[i] >= cfg_.vocab_size) fail("token id {} is outside the vocabulary", s.next_ids[i]);
+    segs.push_back({rows, s.S, s.st->mtp_pos});
+    ids.insert(ids.end(), s.next_ids, s.next_ids + s.S);
+    rows += s.S;
   }
-  matmul(m.e_proj, e.data(), S, ep.data(), opt_.act_quant, pool());
-  matmul(m.h_proj, h.data(), S * n, hp.data(), opt_.act_quant, pool());
-  for (int64_t s = 0; s < S; ++s)
+  // X = broadcast(e_proj(enorm(E[t+1]))) + h_proj(hnorm(X_main)), per stream (spec §4.19).
+  std::vector<float> e(size_t(rows * D)), ep(size_t(rows * D)), h(size_t(rows) * nD), hp(size_t(rows) * nD),
+      X(size_t(rows) * nD);
+  for (size_t i = 0; i < in.size(); ++i)
+    for (int64_t s = 0; s < in[i].S; ++s) {
+      const int64_t r = segs[i].row0 + s;
+      w_.embed.dequant_row(ids[size_t(r)], e.data() + r * D);
+      rmsnorm(e.data() + r * D, m.enorm.data(), size_t(D), eps, e.data() + r * D);
+      for (int k = 0; k < n; ++k)
+        rmsnorm(in[i].main_streams + size_t(s) * nD + size_t(k * D), m.hnorm.data(), size_t(D), eps,
+                h.data() + size_t(r) * nD + size_t(k * D));
+    }
+  matmul(m.e_proj, e.data(), rows, ep.data(), opt_.act_quant, pool());
+  matmul(m.h_proj, h.data(), rows * n, hp.data(), opt_.act_quant, pool());
+  for (int64_t r = 0; r < rows; ++r)
     for (int k = 0; k < n; ++k)
       for (int c = 0; c < D; ++c) {
-        size_t i = size_t(s) * nD + size_t(k * D + c);
-        X[i] = ep[size_t(s * D + c)] + hp[i];
+        const size_t i = size_t(r) * nD + size_t(k * D + c);
+        X[i] = ep[size_t(r * D + c)] + hp[i];
       }
-  block_forward(m.block, st.mtp[0], X.data(), next_ids, S, st.mtp_pos, nullptr);
-  st.mtp_pos += S;
-  return head_logits(m.hc_head, m.norm, X.data() + size_t(S - 1) * nD, 1);
+  std::vector<BlockState*> states;
+  for (auto& s : in) states.push_back(&s.st->mtp[0]);
+  block_forward(m.block, states, segs, X.data(), ids.data(), nullptr);
+  std::vector<int64_t> last;
+  for (auto& s : segs) last.push_back(s.row0 + s.S - 1);
+  std::vector<float> Xh = gather_rows(X, last, nD);
+  std::vector<float> logits = head_logits(m.hc_head, m.norm, Xh.data(), int64_t(last.size()));
+  std::vector<std::vector<float>> out;
+  const size_t V = size_t(cfg_.vocab_size);
+  for (size_t i = 0; i < in.size(); ++i) {
+    out.emplace_back(logits.begin() + int64_t(i * V), logits.begin() + int64_t((i + 1) * V));
+    in[i].st->mtp_pos += in[i].S;
+  }
+  return out;
 }
 
 }  // namespace dsv4

@@ -53,15 +53,35 @@ class Model {
   bool has_mtp() const { return w_.mtp != nullptr; }
 
   SequenceState new_sequence() const;
-  // Consumes ids at positions state.pos .. state.pos+S-1 (a prefill, a chunk of one, or a decode step).
-  ForwardResult forward(SequenceState& st, const int32_t* ids, int64_t S, const ForwardOptions& fo = {}) const;
-  // MTP at positions state.mtp_pos ..: main final streams [S, n, D] at t with ids of tokens t+1.
+
+  struct SeqInput {
+    SequenceState* st;
+    const int32_t* ids;
+    int64_t S;
+  };
+  // Consumes each sequence's ids at positions st.pos .. st.pos+S-1 (a prefill, a chunk, or a decode
+  // step); all sequences share every matrix product. Results follow the input order.
+  std::vector<ForwardResult> forward_batch(const std::vector<SeqInput>& in, const ForwardOptions& fo = {}) const;
+  ForwardResult forward(SequenceState& st, const int32_t* ids, int64_t S, const ForwardOptions& fo = {}) const {
+    return std::move(forward_batch({{&st, ids, S}}, fo)[0]);
+  }
+
+  struct MtpInput {
+    SequenceState* st;
+    const float* main_streams;  // [S, n, D]: the main model's final streams at t
+    const int32_t* next_ids;    // tokens t+1
+    int64_t S;
+  };
+  // MTP at positions st.mtp_pos ..; returns each sequence's last-row logits [V].
+  std::vector<std::vector<float>> mtp_forward_batch(const std::vector<MtpInput>& in) const;
   std::vector<float> mtp_forward(SequenceState& st, const float* main_streams, const int32_t* next_ids,
-                                 int64_t S) const;
+                                 int64_t S) const {
+    return std::move(mtp_forward_batch({{&st, main_streams, next_ids, S}})[0]);
+  }
 
  private:
-  void block_forward(const BlockWeights& b, BlockState& st, float* X, const int32_t* ids, int64_t S, int64_t p0,
-                     std::vector<int32_t>* last_topk) const;
+  void block_forward(const BlockWeights& b, const std::vector<BlockState*>& states, const std::vector<Segment>& segs,
+                     float* X, const int32_t* ids, std::vector<std::vector<int32_t>>* topk) const;
   std::vector<float> head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const;
   // The global pool is looked up per call: its size may change (--threads, tests).
   ThreadPool& pool() const;

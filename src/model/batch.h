@@ -1,0 +1,29 @@
+#pragma once
+// A forward call covers several sequences at once: their rows are concatenated so every linear is one
+// matrix product over all of them, while attention and compressor state stay per sequence.
+#include <cstdint>
+#include <vector>
+
+namespace dsv4 {
+
+struct Segment {
+  int64_t row0 = 0;  // first row of this sequence in the batch
+  int64_t S = 0;     // rows (tokens)
+  int64_t p0 = 0;    // absolute position of the first row
+};
+
+inline int64_t total_rows(const std::vector<Segment>& segs) {
+  int64_t n = 0;
+  for (auto& s : segs) n += s.S;
+  return n;
+}
+
+// Position of every row, in batch order.
+inline std::vector<int64_t> row_positions(const std::vector<Segment>& segs) {
+  std::vector<int64_t> pos;
+  for (auto& s : segs)
+    for (int64_t i = 0; i < s.S; ++i) pos.push_back(s.p0 + i);
+  return pos;
+}
+
+}  // namespace dsv4
