@@ -1,0 +1,197 @@
+// run and chat: talk to a checkpoint in text, through the same scheduler the server uses.
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <iostream>
+
+#include "chat/encoder.h"
+#include "chat/parser.h"
+#include "cli/commands.h"
+#include "cli/generation_args.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "runtime/scheduler.h"
+
+namespace dsv4::cli {
+
+namespace {
+
+std::atomic<Scheduler*> g_sched{nullptr};
+std::atomic<uint64_t> g_request{0};
+
+void on_sigint(int) {
+  // Stops the current answer; a second Ctrl-C while idle exits.
+  if (auto* s = g_sched.load(); s && g_request.load()) s->cancel(g_request.load());
+  else std::_Exit(130);
+}
+
+struct TurnResult {
+  std::string content, reasoning, finish_reason;
+  std::vector<chat::ToolCall> tool_calls;
+  int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+// Streams one assistant turn: reasoning dimmed (or hidden), content plain.
+TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json& messages, bool thinking,
+                    bool show_reasoning) {
+  chat::EncodeOptions eo;
+  eo.thinking = thinking;
+  eo.reasoning_effort = ga.reasoning_effort;
+  const std::string prompt = chat::render_prompt(messages, eo);
+  GenerationRequest req = ga.request(sched.tokenizer().encode(prompt, true));
+  const bool tty = isatty(STDOUT_FILENO);
+  chat::StreamParser parser(thinking);
+  TurnResult out;
+  std::promise<void> done;
+  auto t0 = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point t_first{};
+  bool in_reasoning = false;
+  auto show = [&](const chat::StreamParser::Delta& d) {
+    if (!d.reasoning.empty()) {
+      out.reasoning += d.reasoning;
+      if (show_reasoning) {
+        if (!in_reasoning && tty) std::fputs("\x1b[2m", stdout);
+        in_reasoning = true;
+        std::fwrite(d.reasoning.data(), 1, d.reasoning.size(), stdout);
+      }
+    }
+    if (!d.content.empty()) {
+      if (in_reasoning) {
+        std::fputs(tty ? "\x1b[0m\n" : "\n", stdout);
+        in_reasoning = false;
+      }
+      out.content += d.content;
+      std::fwrite(d.content.data(), 1, d.content.size(), stdout);
+    }
+    for (auto& tc : d.tool_calls) out.tool_calls.push_back(tc);
+    std::fflush(stdout);
+  };
+  bool parse_failed = false;
+  auto feed = [&](const std::string& text) {
+    if (parse_failed || text.empty()) return;
+    try {
+      show(parser.push(text));
+    } catch (const Error& e) {
+      parse_failed = true;  // malformed model output: keep what was shown, report at the end
+      std::fprintf(stderr, "\n[completion not well-formed: %s]\n", e.what());
+    }
+  };
+  uint64_t id = sched.submit(req, [&](const GenerationEvent& e) {
+    using K = GenerationEvent::Kind;
+    if (e.kind == K::Token) {
+      if (t_first == std::chrono::steady_clock::time_point{}) t_first = std::chrono::steady_clock::now();
+      feed(e.text);
+    } else if (e.kind == K::Done || e.kind == K::Error) {
+      out.prompt_tokens = e.prompt_tokens;
+      out.cached_tokens = e.cached_tokens;
+      out.completion_tokens = e.completion_tokens;
+      out.finish_reason = e.kind == K::Error ? "error: " + e.error : e.finish_reason;
+      if (e.kind == K::Done && e.stop_token == sched.model().config().eos_token_id)
+        feed(sched.tokenizer().token_text(e.stop_token));
+      done.set_value();
+    }
+  });
+  g_request = id;
+  done.get_future().wait();
+  g_request = 0;
+  if (!parse_failed && out.finish_reason == "stop") {
+    try {
+      show(parser.finish());
+    } catch (const Error& e) {
+      std::fprintf(stderr, "\n[completion not well-formed: %s]\n", e.what());
+    }
+  }
+  if (in_reasoning && tty) std::fputs("\x1b[0m", stdout);
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  auto t1 = std::chrono::steady_clock::now();
+  if (t_first == std::chrono::steady_clock::time_point{}) t_first = t1;
+  out.prefill_seconds = std::chrono::duration<double>(t_first - t0).count();
+  out.decode_seconds = std::chrono::duration<double>(t1 - t_first).count();
+  return out;
+}
+
+void print_speed(const TurnResult& r) {
+  const double pp = double(r.prompt_tokens - r.cached_tokens) / std::max(r.prefill_seconds, 1e-9);
+  const double tg = r.completion_tokens > 1 ? double(r.completion_tokens - 1) / std::max(r.decode_seconds, 1e-9) : 0;
+  std::fprintf(stderr, "prompt: %lld tokens (%lld cached), %.2f tokens/s | generation: %lld tokens, %.2f tokens/s | %s\n",
+               (long long)r.prompt_tokens, (long long)r.cached_tokens, pp, (long long)r.completion_tokens, tg,
+               r.finish_reason.c_str());
+}
+
+chat::Json base_messages(const std::string& system) {
+  chat::Json m = chat::Json::array();
+  if (!system.empty()) m.push_back({{"role", "system"}, {"content", system}});
+  return m;
+}
+
+void cmd_run(const GenerationArgs& ga, const std::string& prompt, const std::string& system) {
+  auto eng = ga.load();
+  std::signal(SIGINT, on_sigint);
+  g_sched = eng->sched.get();
+  chat::Json msgs = base_messages(system);
+  msgs.push_back({{"role", "user"}, {"content", prompt}});
+  TurnResult r = run_turn(*eng->sched, ga, msgs, ga.think, true);
+  print_speed(r);
+  g_sched = nullptr;
+}
+
+void cmd_chat(const GenerationArgs& ga, const std::string& system, bool hide_reasoning) {
+  auto eng = ga.load();
+  std::signal(SIGINT, on_sigint);
+  g_sched = eng->sched.get();
+  bool think = ga.think;
+  chat::Json msgs = base_messages(system);
+  const bool tty = isatty(STDIN_FILENO);
+  if (tty) std::fprintf(stderr, "dsv4 chat: /reset clears the history, /think on|off, /exit quits, Ctrl-C stops an answer\n");
+  std::string line;
+  for (;;) {
+    if (tty) std::fputs("> ", stdout), std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    if (line == "/exit" || line == "/quit") break;
+    if (line == "/reset") {
+      msgs = base_messages(system);
+      std::fputs("[history cleared]\n", stdout);
+      continue;
+    }
+    if (line.rfind("/think", 0) == 0) {
+      think = line.find("on") != std::string::npos;
+      std::printf("[thinking %s]\n", think ? "on" : "off");
+      continue;
+    }
+    msgs.push_back({{"role", "user"}, {"content", line}});
+    TurnResult r = run_turn(*eng->sched, ga, msgs, think, !hide_reasoning);
+    chat::Json reply = {{"role", "assistant"}, {"content", r.content}};
+    if (think) reply["reasoning_content"] = r.reasoning;
+    msgs.push_back(reply);
+    print_speed(r);
+  }
+  g_sched = nullptr;
+}
+
+}  // namespace
+
+void register_run_commands(CLI::App& app) {
+  static GenerationArgs run_args, chat_args;
+  static std::string prompt, system, chat_system;
+  static bool hide = false;
+  auto* run = app.add_subcommand("run", "answer one prompt, streaming the text");
+  run_args.add(run);
+  run->add_option("-p,--prompt", prompt, "the user message")->required();
+  run->add_option("--system", system, "system prompt");
+  run->callback([] { cmd_run(run_args, prompt, system); });
+
+  auto* ch = app.add_subcommand("chat", "interactive multi-turn chat");
+  chat_args.add(ch);
+  ch->add_option("--system", chat_system, "system prompt");
+  ch->add_flag("--hide-reasoning", hide, "do not show the reasoning of thinking mode");
+  ch->callback([] { cmd_chat(chat_args, chat_system, hide); });
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,328 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace dsv4 {
+
+struct Scheduler::Active {
+  uint64_t id = 0;
+  GenerationRequest req;
+  Callback cb;
+  SequenceState st;
+  int64_t fed = 0;  // prompt tokens consumed
+  int64_t cached = 0;
+  std::vector<int32_t> generated;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StreamDecoder> dec;
+  std::unique_ptr<StopMatcher> stops;
+  bool done = false;
+
+  int64_t prompt_len() const { return int64_t(req.prompt.size()); }
+  GenerationEvent event(GenerationEvent::Kind k) const {
+    GenerationEvent e;
+    e.kind = k;
+    e.prompt_tokens = prompt_len();
+    e.completion_tokens = int64_t(generated.size());
+    e.cached_tokens = cached;
+    e.prefilled = fed;
+    return e;
+  }
+};
+
+namespace {
+size_t state_bytes(const SequenceState& s) {
+  size_t b = s.kv_bytes();
+  for (auto& l : s.layers) {
+    auto& c = l.attn.comp;
+    auto& ic = l.attn.indexer.comp;
+    b += 4 * (c.kv.size() + c.score.size() + c.prev_kv.size() + c.prev_score.size());
+    b += 4 * (ic.kv.size() + ic.score.size() + ic.prev_kv.size() + ic.prev_score.size());
+  }
+  return b + sizeof(SequenceState);
+}
+}  // namespace
+
+std::vector<TokenLogprob> top_logprobs(const float* logits, int64_t V, int n, int32_t chosen, float* chosen_logprob) {
+  const float mx = *std::max_element(logits, logits + V);
+  double sum = 0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(logits[v]) - mx);
+  const float lse = mx + float(std::log(sum));
+  if (chosen_logprob) *chosen_logprob = logits[chosen] - lse;
+  std::vector<int32_t> idx(static_cast<size_t>(V));
+  std::iota(idx.begin(), idx.end(), 0);
+  n = int(std::min<int64_t>(n, V));
+  std::partial_sort(idx.begin(), idx.begin() + n, idx.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::vector<TokenLogprob> out;
+  for (int i = 0; i < n; ++i) out.push_back({idx[size_t(i)], logits[idx[size_t(i)]] - lse});
+  return out;
+}
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions opt)
+    : model_(model), tok_(tok), opt_(opt) {
+  if (opt_.max_parallel < 1) fail("--parallel must be at least 1");
+  if (opt_.max_context < 2) fail("--ctx must be at least 2");
+  if (opt_.prefill_chunk < 1) fail("the prefill chunk must be at least 1 token");
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+uint64_t Scheduler::submit(GenerationRequest req, Callback cb) {
+  const int64_t L = int64_t(req.prompt.size()), V = model_.config().vocab_size;
+  if (L == 0) fail("the prompt is empty");
+  if (L >= opt_.max_context)
+    fail("the prompt has {} tokens, which does not fit the context of {} tokens", L, opt_.max_context);
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= V) fail("prompt token id {} is outside the vocabulary [0, {})", t, V);
+  if (req.max_tokens < 1) fail("max_tokens must be at least 1 (got {})", req.max_tokens);
+  if (req.top_logprobs > 20) fail("top_logprobs must be at most 20 (got {})", req.top_logprobs);
+  auto a = std::make_unique<Active>();
+  a->sampler = std::make_unique<Sampler>(req.sampling);  // validates the sampling parameters
+  a->stops = std::make_unique<StopMatcher>(req.stop);
+  a->dec = std::make_unique<StreamDecoder>(tok_);
+  a->req = std::move(req);
+  a->cb = std::move(cb);
+  std::lock_guard<std::mutex> lk(mu_);
+  a->id = next_id_++;
+  const uint64_t id = a->id;
+  queue_.push_back(std::move(a));
+  ++stats_.requests_total;
+  stats_.prompt_tokens += uint64_t(L);
+  cv_.notify_all();
+  return id;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  cancelled_.push_back(id);
+  cv_.notify_all();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  SchedulerStats s = stats_;
+  s.queued = queue_.size();
+  s.cache_entries = cache_.size();
+  s.cache_bytes = cache_bytes_;
+  return s;
+}
+
+const Scheduler::CacheEntry* Scheduler::cache_lookup(const std::vector<int32_t>& prompt) {
+  // Longest cached prefix that leaves at least the last prompt token to run (its logits are needed).
+  auto best = cache_.end();
+  for (auto it = cache_.begin(); it != cache_.end(); ++it)
+    if (it->tokens.size() < prompt.size() && (best == cache_.end() || it->tokens.size() > best->tokens.size()) &&
+        std::equal(it->tokens.begin(), it->tokens.end(), prompt.begin()))
+      best = it;
+  if (best == cache_.end()) return nullptr;
+  cache_.splice(cache_.begin(), cache_, best);
+  return &cache_.front();
+}
+
+void Scheduler::cache_put(const std::vector<int32_t>& tokens, const SequenceState& st) {
+  if (tokens.empty() || opt_.prefix_cache_bytes == 0) return;
+  const size_t bytes = state_bytes(st) + tokens.size() * 4;
+  if (bytes > opt_.prefix_cache_bytes) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto it = cache_.begin(); it != cache_.end(); ++it)
+    if (it->tokens == tokens) {
+      cache_.splice(cache_.begin(), cache_, it);
+      return;
+    }
+  cache_.push_front(CacheEntry{tokens, st, bytes});
+  cache_bytes_ += bytes;
+  while (cache_bytes_ > opt_.prefix_cache_bytes) {
+    cache_bytes_ -= cache_.back().bytes;
+    cache_.pop_back();
+  }
+}
+
+void Scheduler::admit(std::vector<std::unique_ptr<Active>>& active) {
+  std::vector<std::unique_ptr<Active>> fresh;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    while (!queue_.empty() && int(active.size() + fresh.size()) < opt_.max_parallel) {
+      fresh.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  for (auto& a : fresh) {
+    const CacheEntry* hit = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++stats_.cache_lookups;
+      ++stats_.active;
+      hit = cache_lookup(a->req.prompt);
+      if (hit) {
+        a->st = hit->state;
+        a->fed = a->cached = int64_t(hit->tokens.size());
+        ++stats_.cache_hits;
+        stats_.cache_hit_tokens += uint64_t(a->cached);
+      }
+    }
+    if (!hit) a->st = model_.new_sequence();
+    active.push_back(std::move(a));
+  }
+}
+
+void Scheduler::finish(Active& a, const std::string& reason, int32_t stop_token) {
+  if (a.done) return;
+  a.done = true;
+  if (reason != "cancelled") {
+    std::string tail = a.dec->flush();
+    auto r = a.stops->push(tail);
+    tail = r.text + (r.stopped ? "" : a.stops->flush());
+    if (!tail.empty()) {
+      GenerationEvent e = a.event(GenerationEvent::Kind::Token);
+      e.text = tail;
+      a.cb(e);
+    }
+  }
+  GenerationEvent e = a.event(GenerationEvent::Kind::Done);
+  e.finish_reason = reason;
+  e.stop_token = stop_token;
+  a.cb(e);
+  // The state consumed (prompt + generated)[0 : pos]: keep it, so a follow-up turn resumes from here.
+  std::vector<int32_t> all = a.req.prompt;
+  all.insert(all.end(), a.generated.begin(), a.generated.end());
+  all.resize(size_t(std::min<int64_t>(a.st.pos, int64_t(all.size()))));
+  if (a.st.pos == int64_t(all.size())) cache_put(all, a.st);
+  std::lock_guard<std::mutex> lk(mu_);
+  --stats_.active;
+  if (reason == "cancelled") ++stats_.requests_cancelled;
+  else ++stats_.requests_finished;
+}
+
+void Scheduler::emit_token(Active& a, const float* logits) {
+  const int64_t V = model_.config().vocab_size;
+  const int32_t tok = a.sampler->sample(std::span<const float>(logits, size_t(V)), a.generated);
+  GenerationEvent e = a.event(GenerationEvent::Kind::Token);
+  e.token = tok;
+  if (a.req.top_logprobs >= 0) e.top = top_logprobs(logits, V, a.req.top_logprobs, tok, &e.logprob);
+  a.generated.push_back(tok);
+  e.completion_tokens = int64_t(a.generated.size());
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.generated_tokens;
+  }
+  const bool is_stop = (!a.req.ignore_eos && tok == model_.config().eos_token_id) ||
+                       std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end();
+  if (is_stop) {
+    a.cb(e);
+    finish(a, "stop", tok);
+    return;
+  }
+  auto r = a.stops->push(a.dec->push(tok));
+  e.text = r.text;
+  a.cb(e);
+  if (r.stopped) finish(a, "stop");
+  else if (int64_t(a.generated.size()) >= a.req.max_tokens || a.st.pos + 1 >= opt_.max_context)
+    finish(a, "length");
+}
+
+void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
+  // One forward call: each prefilling sequence contributes a chunk of its prompt (stopping one short
+  // of the end, so the state there can be cached), the others their next token.
+  std::vector<Model::SeqInput> in;
+  std::vector<int32_t> next(active.size());
+  std::vector<bool> samples(active.size());
+  for (size_t i = 0; i < active.size(); ++i) {
+    Active& a = *active[i];
+    const int64_t L = a.prompt_len();
+    if (a.fed < L - 1) {
+      const int64_t n = std::min(opt_.prefill_chunk, L - 1 - a.fed);
+      in.push_back({&a.st, a.req.prompt.data() + a.fed, n});
+    } else {
+      next[i] = a.fed == L - 1 ? a.req.prompt[size_t(L - 1)] : a.generated.back();
+      in.push_back({&a.st, &next[i], 1});
+      samples[i] = true;
+    }
+  }
+  std::vector<ForwardResult> res;
+  try {
+    res = model_.forward_batch(in);
+  } catch (const std::exception& ex) {
+    for (auto& a : active) {
+      GenerationEvent e = a->event(GenerationEvent::Kind::Error);
+      e.error = ex.what();
+      a->cb(e);
+      a->done = true;
+      std::lock_guard<std::mutex> lk(mu_);
+      --stats_.active;
+      ++stats_.requests_failed;
+    }
+    return;
+  }
+  for (size_t i = 0; i < active.size(); ++i) {
+    Active& a = *active[i];
+    if (!samples[i]) {
+      a.fed += in[i].S;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.prefilled_tokens += uint64_t(in[i].S);
+      }
+      a.cb(a.event(GenerationEvent::Kind::Prefill));
+      if (a.fed == a.prompt_len() - 1) cache_put({a.req.prompt.begin(), a.req.prompt.end() - 1}, a.st);
+      continue;
+    }
+    if (a.fed == a.prompt_len() - 1) {
+      a.fed = a.prompt_len();
+      std::lock_guard<std::mutex> lk(mu_);
+      ++stats_.prefilled_tokens;
+    }
+    emit_token(a, res[i].logits.data());
+  }
+}
+
+void Scheduler::loop() {
+  std::vector<std::unique_ptr<Active>> active;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || !queue_.empty() || !active.empty() || !cancelled_.empty(); });
+      if (stop_) break;
+    }
+    // Cancellations: queued requests leave the queue, active ones leave before the next step.
+    std::vector<uint64_t> cancel;
+    std::vector<std::unique_ptr<Active>> dropped;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      cancel.swap(cancelled_);
+      for (auto it = queue_.begin(); it != queue_.end();)
+        if (std::find(cancel.begin(), cancel.end(), (*it)->id) != cancel.end()) {
+          dropped.push_back(std::move(*it));
+          it = queue_.erase(it);
+          ++stats_.active;  // balanced by finish()
+        } else {
+          ++it;
+        }
+    }
+    for (auto& a : dropped) finish(*a, "cancelled");
+    for (auto& a : active)
+      if (std::find(cancel.begin(), cancel.end(), a->id) != cancel.end()) finish(*a, "cancelled");
+    std::erase_if(active, [](const auto& a) { return a->done; });
+    admit(active);
+    if (active.empty()) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    step(active);
+    std::erase_if(active, [](const auto& a) { return a->done; });
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.busy_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  for (auto& a : active) finish(*a, "cancelled");
+}
+
+}  // namespace dsv4
