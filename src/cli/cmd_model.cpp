@@ -1,6 +1,7 @@
 // Model-level commands: inspect, logits, generate.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -10,6 +11,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/npy.h"
+#include "model/random_checkpoint.h"
 #include "model/transformer.h"
 
 namespace dsv4::cli {
@@ -202,6 +204,30 @@ void register_model_commands(CLI::App& app) {
   logits->add_option("--mtp", la.mtp_out, "also write MTP logits [T-N, vocab] (hidden at t + token t+1)");
   logits->add_option("--chunk", la.chunk, "split the prefill into chunks of this many tokens");
   logits->callback([] { cmd_logits(logits_args, la); });
+
+  static RandomCheckpointSpec mk;
+  static std::string mk_out, mk_tokenizer;
+  static int mk_threads = 0;
+  auto* make = app.add_subcommand("make-model", "write a random checkpoint in the official format (benchmarks, tests)");
+  make->add_option("--like", mk.like, "flash, pro or tiny")->check(CLI::IsMember({"flash", "pro", "tiny"}));
+  make->add_option("--layers", mk.layers, "backbone layers (alternating CSA and HCA)");
+  make->add_option("--experts", mk.experts, "routed experts per layer (default: the variant's)");
+  make->add_option("--vocab", mk.vocab, "vocabulary rows (default: the variant's)");
+  make->add_option("--hash-layers", mk.hash_layers, "hash-routed layers (default: min(3, layers/2))");
+  make->add_flag("--mtp", mk.mtp, "add the preview MTP block");
+  make->add_flag("--fp8-experts", mk.fp8_experts, "FP8 routed experts (Base format) instead of FP4");
+  make->add_option("--seed", mk.seed, "random seed");
+  make->add_option("--tokenizer", mk_tokenizer, "tokenizer.json to copy into the checkpoint");
+  make->add_option("-t,--threads", mk_threads, "worker threads");
+  make->add_option("-o,--output", mk_out, "output folder")->required();
+  make->callback([] {
+    if (mk_threads > 0) ThreadPool::set_global_threads(mk_threads);
+    write_random_checkpoint(mk, mk_out);
+    if (!mk_tokenizer.empty())
+      std::filesystem::copy_file(mk_tokenizer, std::filesystem::path(mk_out) / "tokenizer.json",
+                                 std::filesystem::copy_options::overwrite_existing);
+    std::printf("wrote %s\n", mk_out.c_str());
+  });
 
   auto* gen = app.add_subcommand("generate", "greedy generation from token ids");
   gen_args.add(gen);

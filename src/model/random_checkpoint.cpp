@@ -1,0 +1,393 @@
+#include "model/random_checkpoint.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/config.h"
+#include "io/safetensors_writer.h"
+
+namespace dsv4 {
+
+namespace {
+
+uint64_t mix(uint64_t x) {  // splitmix64
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+uint64_t hash_str(const std::string& s, uint64_t seed) {
+  uint64_t h = mix(seed);
+  for (unsigned char c : s) h = mix(h ^ c);
+  return h;
+}
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(mix(seed)) {}
+  uint64_t next() { return s = mix(s); }
+  float uniform() { return float(next() >> 40) * (1.0f / 16777216.0f); }
+  // Irwin–Hall of four 16-bit uniforms: mean 0, variance 1, cheap enough for billions of values.
+  float normal() {
+    uint64_t r = next();
+    float sum = 0;
+    for (int i = 0; i < 4; ++i) sum += float((r >> (16 * i)) & 0xffff) * (1.0f / 65536.0f);
+    return (sum - 2.0f) * 1.7320508f;
+  }
+};
+
+enum class Kind { FP8, FP4, BF16Mat, Norm, F32Normal, F32Uniform, Tid2Eid };
+
+struct Item {
+  std::string name;  // without .weight/.scale for linears
+  Kind kind;
+  int64_t rows, cols;
+  float a = 0, b = 0;  // std (normal), or [a, b] (uniform)
+};
+
+struct Plan {
+  ModelConfig c;
+  std::vector<Item> global;
+  std::vector<std::vector<Item>> shards;  // per layer (and MTP)
+};
+
+std::vector<TensorDecl> decls_of(const Item& it) {
+  switch (it.kind) {
+    case Kind::FP8:
+      return {{it.name + ".weight", DType::F8_E4M3, {it.rows, it.cols}},
+              {it.name + ".scale", DType::F8_E8M0, {(it.rows + 127) / 128, (it.cols + 127) / 128}}};
+    case Kind::FP4:
+      return {{it.name + ".weight", DType::I8, {it.rows, it.cols / 2}},
+              {it.name + ".scale", DType::F8_E8M0, {it.rows, it.cols / 32}}};
+    case Kind::BF16Mat: return {{it.name + ".weight", DType::BF16, {it.rows, it.cols}}};
+    case Kind::Norm: return {{it.name, DType::BF16, {it.rows}}};
+    case Kind::Tid2Eid: return {{it.name, DType::I64, {it.rows, it.cols}}};
+    default:
+      if (it.cols == 0) return {{it.name, DType::F32, {it.rows}}};
+      return {{it.name, DType::F32, {it.rows, it.cols}}};
+  }
+}
+
+// Generates and writes one item; bands of 128 rows are produced in parallel and written in order.
+void emit(const Item& it, uint64_t seed, SafetensorsStreamWriter& w, ThreadPool& pool) {
+  const uint64_t ts = hash_str(it.name, seed);
+  const int64_t R = it.rows, C = std::max<int64_t>(it.cols, 1);
+  if (it.kind == Kind::Tid2Eid) {
+    std::vector<int64_t> ids(size_t(R * C));
+    const int64_t E = int64_t(it.a);
+    Rng rng(ts);
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t i = 0; i < C; ++i) {
+        int64_t e;
+        do e = int64_t(rng.next() % uint64_t(E));
+        while (std::find(ids.begin() + r * C, ids.begin() + r * C + i, e) != ids.begin() + r * C + i);
+        ids[size_t(r * C + i)] = e;
+      }
+    w.write(ids.data(), ids.size() * 8);
+    return;
+  }
+  const int64_t band = 128, nb = (R + band - 1) / band;
+  std::vector<uint8_t> scales;
+  const int64_t sc_cols = it.kind == Kind::FP8 ? (C + 127) / 128 : C / 32;
+  const int64_t group = 8;  // bands generated per parallel round
+  for (int64_t b0 = 0; b0 < nb; b0 += group) {
+    const int64_t b1 = std::min(nb, b0 + group);
+    std::vector<std::vector<uint8_t>> out(size_t(b1 - b0)), sc(size_t(b1 - b0));
+    pool.parallel_for(size_t(b1 - b0), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) {
+        const int64_t r0 = (b0 + int64_t(i)) * band, rows = std::min(band, R - r0);
+        Rng rng(mix(ts ^ uint64_t(b0 + int64_t(i)) * 0x100000001b3ull));
+        std::vector<float> v(size_t(rows * C));
+        for (int64_t r = 0; r < rows; ++r) {
+          // A mild per-row spread so block scales differ (fixtures README §5).
+          float row_scale = it.kind == Kind::FP8 || it.kind == Kind::FP4 || it.kind == Kind::BF16Mat
+                                ? std::exp(0.3f * rng.normal())
+                                : 1.0f;
+          for (int64_t c = 0; c < C; ++c) {
+            float x = it.kind == Kind::F32Uniform || it.kind == Kind::Norm ? it.a + (it.b - it.a) * rng.uniform()
+                                                                           : it.a * rng.normal() * row_scale;
+            v[size_t(r * C + c)] = x;
+          }
+        }
+        auto& o = out[i];
+        switch (it.kind) {
+          case Kind::FP8: {
+            o.resize(size_t(rows * C));
+            sc[i].resize(size_t(sc_cols));
+            for (int64_t cb = 0; cb < C; cb += 128) {
+              const int64_t ce = std::min(C, cb + 128);
+              float amax = 0;
+              for (int64_t r = 0; r < rows; ++r)
+                for (int64_t c = cb; c < ce; ++c) amax = std::max(amax, std::fabs(v[size_t(r * C + c)]));
+              float s = ceil_pow2_scale(std::max(amax, 1e-30f), 1.0f / 448.0f);
+              int e;
+              std::frexp(s, &e);
+              sc[i][size_t(cb / 128)] = uint8_t(e - 1 + 127);
+              for (int64_t r = 0; r < rows; ++r)
+                for (int64_t c = cb; c < ce; ++c) o[size_t(r * C + c)] = f32_to_e4m3(v[size_t(r * C + c)] / s);
+            }
+            break;
+          }
+          case Kind::FP4: {
+            o.resize(size_t(rows * C / 2));
+            sc[i].resize(size_t(rows * sc_cols));
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t cb = 0; cb < C; cb += 32) {
+                float amax = 0;
+                for (int64_t c = cb; c < cb + 32; ++c) amax = std::max(amax, std::fabs(v[size_t(r * C + c)]));
+                float s = ceil_pow2_scale(std::max(amax, 1e-30f), 1.0f / 6.0f);
+                int e;
+                std::frexp(s, &e);
+                sc[i][size_t(r * sc_cols + cb / 32)] = uint8_t(e - 1 + 127);
+                for (int64_t c = cb; c < cb + 32; c += 2) {
+                  uint8_t lo = f32_to_e2m1(v[size_t(r * C + c)] / s), hi = f32_to_e2m1(v[size_t(r * C + c + 1)] / s);
+                  o[size_t((r * C + c) / 2)] = uint8_t(lo | (hi << 4));
+                }
+              }
+            break;
+          }
+          case Kind::BF16Mat:
+          case Kind::Norm:
+            o.resize(v.size() * 2);
+            for (size_t k = 0; k < v.size(); ++k) {
+              uint16_t h = f32_to_bf16(v[k]);
+              std::memcpy(o.data() + 2 * k, &h, 2);
+            }
+            break;
+          default:
+            o.resize(v.size() * 4);
+            std::memcpy(o.data(), v.data(), o.size());
+        }
+      }
+    });
+    for (size_t i = 0; i < out.size(); ++i) {
+      w.write(out[i].data(), out[i].size());
+      if (it.kind == Kind::FP4) scales.insert(scales.end(), sc[i].begin(), sc[i].end());
+      if (it.kind == Kind::FP8) {
+        // FP8 scales are per 128×128 block: one row of the scale matrix per band.
+        scales.insert(scales.end(), sc[i].begin(), sc[i].end());
+      }
+    }
+  }
+  if (!scales.empty()) w.write(scales.data(), scales.size());
+}
+
+ModelConfig make_config(const RandomCheckpointSpec& s) {
+  ModelConfig c;
+  c.model_type = "deepseek_v4";
+  if (s.like == "flash" || s.like == "pro") {
+    const bool pro = s.like == "pro";
+    c.vocab_size = 129280;
+    c.dim = pro ? 7168 : 4096;
+    c.n_heads = pro ? 128 : 64;
+    c.head_dim = 512;
+    c.q_lora_rank = pro ? 1536 : 1024;
+    c.o_groups = pro ? 16 : 8;
+    c.o_lora_rank = 1024;
+    c.n_routed_experts = pro ? 384 : 256;
+    c.n_activated_experts = 6;
+    c.moe_inter_dim = pro ? 3072 : 2048;
+    c.index_n_heads = 64;
+    c.index_topk = pro ? 1024 : 512;
+    c.route_scale = pro ? 2.5 : 1.5;
+  } else if (s.like == "tiny") {
+    c.vocab_size = 512;
+    c.dim = 256;
+    c.n_heads = 4;
+    c.head_dim = 128;
+    c.q_lora_rank = 128;
+    c.o_groups = 2;
+    c.o_lora_rank = 64;
+    c.n_routed_experts = 8;
+    c.n_activated_experts = 2;
+    c.moe_inter_dim = 128;
+    c.index_n_heads = 16;
+    c.index_topk = 8;
+    c.route_scale = 1.5;
+  } else {
+    fail("--like must be flash, pro or tiny (got '{}')", s.like);
+  }
+  if (s.layers < 1) fail("--layers must be at least 1");
+  if (s.experts > 0) c.n_routed_experts = s.experts;
+  if (s.vocab > 0) c.vocab_size = s.vocab;
+  if (c.n_activated_experts > c.n_routed_experts) c.n_activated_experts = c.n_routed_experts;
+  c.n_layers = s.layers;
+  c.rope_head_dim = 64;
+  c.window_size = s.like == "tiny" ? 8 : 128;
+  c.index_head_dim = 128;
+  c.n_shared_experts = 1;
+  c.n_hash_layers = s.hash_layers >= 0 ? std::min(s.hash_layers, s.layers) : std::min(3, s.layers / 2);
+  // The bulk of both models alternates CSA and HCA layers.
+  for (int l = 0; l < s.layers; ++l) c.compress_ratios.push_back(l % 2 == 0 ? 4 : 128);
+  if (s.mtp) c.compress_ratios.push_back(0);
+  return c;
+}
+
+nlohmann::ordered_json hf_config(const ModelConfig& c, bool fp4) {
+  nlohmann::ordered_json j;
+  j["architectures"] = {"DeepseekV4ForCausalLM"};
+  j["model_type"] = "deepseek_v4";
+  j["bos_token_id"] = 0;
+  j["eos_token_id"] = 1;
+  if (fp4) j["expert_dtype"] = "fp4";
+  j["hc_eps"] = 1e-6;
+  j["hc_mult"] = 4;
+  j["hc_sinkhorn_iters"] = 20;
+  j["head_dim"] = c.head_dim;
+  j["hidden_act"] = "silu";
+  j["hidden_size"] = c.dim;
+  j["index_head_dim"] = c.index_head_dim;
+  j["index_n_heads"] = c.index_n_heads;
+  j["index_topk"] = c.index_topk;
+  j["max_position_embeddings"] = 1048576;
+  j["moe_intermediate_size"] = c.moe_inter_dim;
+  j["n_routed_experts"] = c.n_routed_experts;
+  j["n_shared_experts"] = 1;
+  j["norm_topk_prob"] = true;
+  j["num_attention_heads"] = c.n_heads;
+  j["num_experts_per_tok"] = c.n_activated_experts;
+  j["num_hash_layers"] = c.n_hash_layers;
+  j["num_hidden_layers"] = c.n_layers;
+  j["num_key_value_heads"] = 1;
+  j["num_nextn_predict_layers"] = int(c.compress_ratios.size()) - c.n_layers;
+  j["o_groups"] = c.o_groups;
+  j["o_lora_rank"] = c.o_lora_rank;
+  j["q_lora_rank"] = c.q_lora_rank;
+  j["qk_rope_head_dim"] = c.rope_head_dim;
+  j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                              {"scale_fmt", "ue8m0"}, {"weight_block_size", {128, 128}}};
+  j["rms_norm_eps"] = 1e-6;
+  j["rope_scaling"] = {{"beta_fast", 32}, {"beta_slow", 1}, {"factor", 16},
+                       {"original_max_position_embeddings", 65536}, {"type", "yarn"}};
+  j["rope_theta"] = 10000;
+  j["routed_scaling_factor"] = c.route_scale;
+  j["scoring_func"] = "sqrtsoftplus";
+  j["sliding_window"] = c.window_size;
+  j["swiglu_limit"] = 10.0;
+  j["tie_word_embeddings"] = false;
+  j["topk_method"] = "noaux_tc";
+  j["torch_dtype"] = "bfloat16";
+  j["vocab_size"] = c.vocab_size;
+  j["compress_rope_theta"] = 160000;
+  j["compress_ratios"] = c.compress_ratios;
+  return j;
+}
+
+std::vector<Item> block_items(const ModelConfig& c, const std::string& p, int layer, int ratio, bool fp4) {
+  const int64_t D = c.dim, nD = int64_t(c.hc_mult) * D, mix_rows = (2 + c.hc_mult) * c.hc_mult;
+  const float s_hc = float(1.0 / std::sqrt(double(nD)));
+  auto lin = [&](const std::string& n, int64_t out, int64_t in, float mult = 1.0f) {
+    return Item{p + n, Kind::FP8, out, in, mult / std::sqrt(float(in))};
+  };
+  auto bf = [&](const std::string& n, int64_t out, int64_t in) {
+    return Item{p + n, Kind::BF16Mat, out, in, 1.0f / std::sqrt(float(in))};
+  };
+  auto norm = [&](const std::string& n, int64_t len) { return Item{p + n, Kind::Norm, len, 0, 0.9f, 1.1f}; };
+  std::vector<Item> v;
+  for (std::string h : {"hc_attn", "hc_ffn"}) {
+    v.push_back({p + h + "_fn", Kind::F32Normal, mix_rows, nD, s_hc});
+    v.push_back({p + h + "_base", Kind::F32Normal, mix_rows, 0, 0.5f});
+    v.push_back({p + h + "_scale", Kind::F32Uniform, 3, 0, 0.5f, 1.5f});
+  }
+  v.push_back(norm("attn_norm.weight", D));
+  v.push_back(norm("ffn_norm.weight", D));
+  v.push_back(lin("attn.wq_a", c.q_lora_rank, D));
+  v.push_back(norm("attn.q_norm.weight", c.q_lora_rank));
+  v.push_back(lin("attn.wq_b", int64_t(c.n_heads) * c.head_dim, c.q_lora_rank));
+  v.push_back(lin("attn.wkv", c.head_dim, D));
+  v.push_back(norm("attn.kv_norm.weight", c.head_dim));
+  v.push_back(lin("attn.wo_a", int64_t(c.o_groups) * c.o_lora_rank, int64_t(c.n_heads / c.o_groups) * c.head_dim));
+  v.push_back(lin("attn.wo_b", D, int64_t(c.o_groups) * c.o_lora_rank, 0.5f));
+  v.push_back({p + "attn.attn_sink", Kind::F32Normal, c.n_heads, 0, 1.0f});
+  auto compressor = [&](const std::string& cp, int dc) {
+    const int64_t w = (ratio == 4 ? 2 : 1) * dc;
+    v.push_back(bf(cp + ".wkv", w, D));
+    v.push_back(bf(cp + ".wgate", w, D));
+    v.push_back({p + cp + ".ape", Kind::F32Normal, ratio, w, 0.5f});
+    v.push_back(norm(cp + ".norm.weight", dc));
+  };
+  if (ratio > 0) compressor("attn.compressor", c.head_dim);
+  if (ratio == 4) {
+    v.push_back(lin("attn.indexer.wq_b", int64_t(c.index_n_heads) * c.index_head_dim, c.q_lora_rank));
+    v.push_back(bf("attn.indexer.weights_proj", c.index_n_heads, D));
+    compressor("attn.indexer.compressor", c.index_head_dim);
+  }
+  v.push_back(bf("ffn.gate", c.n_routed_experts, D));
+  if (layer < c.n_hash_layers) v.push_back({p + "ffn.gate.tid2eid", Kind::Tid2Eid, c.vocab_size, c.n_activated_experts, float(c.n_routed_experts)});
+  else v.push_back({p + "ffn.gate.bias", Kind::F32Normal, c.n_routed_experts, 0, 0.1f});
+  auto expert = [&](const std::string& ep, Kind k) {
+    const float s1 = 1.0f / std::sqrt(float(D)), s2 = 0.5f / std::sqrt(float(c.moe_inter_dim));
+    v.push_back({p + ep + ".w1", k, c.moe_inter_dim, D, s1});
+    v.push_back({p + ep + ".w2", k, D, c.moe_inter_dim, s2});
+    v.push_back({p + ep + ".w3", k, c.moe_inter_dim, D, s1});
+  };
+  for (int e = 0; e < c.n_routed_experts; ++e) expert("ffn.experts." + std::to_string(e), fp4 ? Kind::FP4 : Kind::FP8);
+  expert("ffn.shared_experts", Kind::FP8);
+  return v;
+}
+
+}  // namespace
+
+void write_random_checkpoint(const RandomCheckpointSpec& spec, const std::string& dir) {
+  ModelConfig c = make_config(spec);
+  c.hc_mult = 4;
+  const bool fp4 = !spec.fp8_experts;
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir + "/config.json");
+    f << hf_config(c, fp4).dump(2) << "\n";
+    if (!f) fail("cannot write {}/config.json", dir);
+  }
+  parse_config(hf_config(c, fp4).dump(), "generated config");  // the engine must accept what we write
+  const int64_t D = c.dim;
+  std::vector<std::vector<Item>> shards;
+  shards.push_back({{"embed", Kind::BF16Mat, c.vocab_size, D, 1.0f},
+                    {"head", Kind::BF16Mat, c.vocab_size, D, 1.0f / std::sqrt(float(D))},
+                    {"norm.weight", Kind::Norm, D, 0, 0.9f, 1.1f},
+                    {"hc_head_fn", Kind::F32Normal, c.hc_mult, int64_t(c.hc_mult) * D, float(1.0 / std::sqrt(double(c.hc_mult * D)))},
+                    {"hc_head_base", Kind::F32Normal, c.hc_mult, 0, 0.5f},
+                    {"hc_head_scale", Kind::F32Uniform, 1, 0, 0.5f, 1.5f}});
+  for (int l = 0; l < c.n_layers; ++l) shards.push_back(block_items(c, "layers." + std::to_string(l) + ".", l, c.compress_ratios[size_t(l)], fp4));
+  if (spec.mtp) {
+    auto v = block_items(c, "mtp.0.", c.n_layers, 0, fp4);
+    const float s = 1.0f / std::sqrt(float(D));
+    v.push_back({"mtp.0.e_proj", Kind::FP8, D, D, s});
+    v.push_back({"mtp.0.h_proj", Kind::FP8, D, D, s});
+    for (std::string n : {"enorm", "hnorm", "norm"}) v.push_back({"mtp.0." + n + ".weight", Kind::Norm, D, 0, 0.9f, 1.1f});
+    v.push_back({"mtp.0.hc_head_fn", Kind::F32Normal, c.hc_mult, int64_t(c.hc_mult) * D, float(1.0 / std::sqrt(double(c.hc_mult * D)))});
+    v.push_back({"mtp.0.hc_head_base", Kind::F32Normal, c.hc_mult, 0, 0.5f});
+    v.push_back({"mtp.0.hc_head_scale", Kind::F32Uniform, 1, 0, 0.5f, 1.5f});
+    shards.push_back(v);
+  }
+  nlohmann::ordered_json index;
+  index["metadata"] = {{"total_size", 0}};
+  index["weight_map"] = nlohmann::ordered_json::object();
+  size_t total = 0;
+  ThreadPool& pool = ThreadPool::global();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+    std::vector<TensorDecl> decls;
+    for (auto& it : shards[s])
+      for (auto& d : decls_of(it)) {
+        decls.push_back(d);
+        index["weight_map"][d.name] = file;
+        total += d.nbytes();
+      }
+    SafetensorsStreamWriter w(dir + "/" + file, decls);
+    for (auto& it : shards[s]) emit(it, spec.seed, w, pool);
+    w.close();
+  }
+  index["metadata"]["total_size"] = total;
+  std::ofstream f(dir + "/model.safetensors.index.json");
+  f << index.dump(2) << "\n";
+  if (!f) fail("cannot write {}/model.safetensors.index.json", dir);
+}
+
+}  // namespace dsv4
