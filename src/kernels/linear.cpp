@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/matmul_simd.h"
 #include "kernels/quant.h"
 
 namespace dsv4 {
@@ -114,45 +115,53 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
   return L;
 }
 
-void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool) {
-  const int64_t in = W.in, out = W.out;
-  std::vector<float> xq;
-  if (act_quant && W.quantized()) {
-    xq.assign(x, x + S * in);
-    for (int64_t s = 0; s < S; ++s) fp8_roundtrip(xq.data() + s * in, size_t(in), 128);
-    x = xq.data();
-  }
-  pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
-    std::vector<float> row(static_cast<size_t>(in));
-    for (size_t o = o0; o < o1; ++o) {
-      W.dequant_row(int64_t(o), row.data());
-      for (int64_t s = 0; s < S; ++s) {
-        const float* xs = x + s * in;
-        float acc = 0;
-        for (int64_t k = 0; k < in; ++k) acc += row[size_t(k)] * xs[k];
-        y[s * out + int64_t(o)] = acc;
+namespace {
+
+// y[s, o] for all rows of W; row o reads the activation slice of its group (groups = 1: the whole row).
+void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool) {
+  const int64_t in = W.in, out = W.out, band = out / groups;
+  const int64_t kp = int64_t(simd::padded(in));
+  // Activations in kernel order, one padded row per (token, group).
+  std::vector<float> xo(size_t(S * groups * kp));
+  for (int64_t s = 0; s < S; ++s)
+    for (int g = 0; g < groups; ++g)
+      simd::order_activation(W, x + (s * groups + g) * in, xo.data() + (s * groups + g) * kp);
+  const int64_t pairs = (out + 1) / 2;
+  pool.parallel_for(size_t(pairs), [&](size_t p0, size_t p1) {
+    std::vector<float> buf(size_t(2 * kp));
+    const float* rows[2] = {buf.data(), buf.data() + kp};
+    for (size_t p = p0; p < p1; ++p) {
+      const int64_t o = int64_t(2 * p);
+      // A pair shares its activations, so both rows must read the same group.
+      const int R = (o + 1 < out && (o + 1) / band == o / band) ? 2 : 1;
+      for (int r = 0; r < R; ++r) simd::dequant_row(W, o + r, buf.data() + r * kp);
+      const int64_t g = o / band;
+      simd::dot(rows, R, xo.data() + g * kp, groups * kp, S, kp, y + o, 1, out);
+      if (R == 1 && o + 1 < out) {
+        simd::dequant_row(W, o + 1, buf.data());
+        simd::dot(rows, 1, xo.data() + ((o + 1) / band) * kp, groups * kp, S, kp, y + o + 1, 1, out);
       }
     }
-  }, 8);
+  }, 4);
+}
+
+}  // namespace
+
+void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool) {
+  std::vector<float> xq;
+  if (act_quant && W.quantized()) {
+    xq.assign(x, x + S * W.in);
+    for (int64_t s = 0; s < S; ++s) fp8_roundtrip(xq.data() + s * W.in, size_t(W.in), 128);
+    x = xq.data();
+  }
+  matmul_ordered(W, 1, x, S, y, pool);
 }
 
 }  // namespace dsv4
 
 namespace dsv4 {
 void matmul_grouped(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool) {
-  const int64_t in = W.in, out = W.out, band = out / groups, xw = in * groups;
-  pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
-    std::vector<float> row(static_cast<size_t>(in));
-    for (size_t o = o0; o < o1; ++o) {
-      W.dequant_row(int64_t(o), row.data());
-      const int64_t g = int64_t(o) / band;
-      for (int64_t s = 0; s < S; ++s) {
-        const float* xs = x + s * xw + g * in;
-        float acc = 0;
-        for (int64_t k = 0; k < in; ++k) acc += row[size_t(k)] * xs[k];
-        y[s * out + int64_t(o)] = acc;
-      }
-    }
-  }, 8);
+  if (W.out % groups) fail("grouped linear: {} rows do not split into {} groups", W.out, groups);
+  matmul_ordered(W, groups, x, S, y, pool);
 }
 }  // namespace dsv4
