@@ -2,7 +2,7 @@
 # Installs the Debian packages dsv4 needs to build and test. Idempotent, non-interactive.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
-      nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev libhwy-dev libcli11-dev libfmt-dev
+      nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev libhwy-dev libcli11-dev libfmt-dev libutf8proc-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev
       python3 python3-numpy curl)
 missing=()

@@ -8,10 +8,13 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/npy.h"
 #include "model/random_checkpoint.h"
+#include "runtime/bench.h"
 #include "model/transformer.h"
 
 namespace dsv4::cli {
@@ -184,6 +187,40 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
   std::printf("\n");
 }
 
+void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json) {
+  a.apply_threads();
+  Model model(a.dir, a.numerics());
+  std::vector<int64_t> ctxs;
+  for (auto& t : parse_ids([&] { std::string s = ctx_list; std::replace(s.begin(), s.end(), ',', ' '); return s; }(), "--ctx"))
+    ctxs.push_back(t);
+  if (ctxs.empty()) fail("--ctx needs at least one context length");
+  nlohmann::json all = nlohmann::json::array();
+  for (int64_t ctx : ctxs) {
+    if (ctx < 1) fail("--ctx values must be positive");
+    BenchResult r = run_bench(model, ctx, std::max(steps, 1), 42);
+    nlohmann::json j = {{"ctx", r.ctx},
+                        {"threads", ThreadPool::global().size()},
+                        {"decode_tokens_per_s", r.decode_tokens_per_s},
+                        {"decode_bytes_per_token", r.decode_bytes_per_token},
+                        {"read_bandwidth_bytes_per_s", r.read_bandwidth_bytes_per_s},
+                        {"decode_roofline_ratio", r.decode_roofline_ratio},
+                        {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                        {"prefill_flops_per_token", r.prefill_flops_per_token},
+                        {"peak_flops_per_s", r.peak_flops_per_s},
+                        {"prefill_roofline_ratio", r.prefill_roofline_ratio}};
+    if (json) {
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("ctx %lld: decode %.2f tok/s, %.3g B/token, read bandwidth %.3g GB/s -> %.1f%% of roofline | "
+                  "prefill %.2f tok/s, %.3g FLOP/token, peak %.3g GFLOP/s -> %.1f%% of roofline\n",
+                  (long long)ctx, r.decode_tokens_per_s, r.decode_bytes_per_token, r.read_bandwidth_bytes_per_s / 1e9,
+                  100 * r.decode_roofline_ratio, r.prefill_tokens_per_s, r.prefill_flops_per_token,
+                  r.peak_flops_per_s / 1e9, 100 * r.prefill_roofline_ratio);
+    }
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 void register_model_commands(CLI::App& app) {
@@ -228,6 +265,17 @@ void register_model_commands(CLI::App& app) {
                                  std::filesystem::copy_options::overwrite_existing);
     std::printf("wrote %s\n", mk_out.c_str());
   });
+
+  static ModelArgs bench_args;
+  static std::string bench_ctx = "1024";
+  static bool bench_json = false;
+  static int bench_steps = 8;
+  auto* bench = app.add_subcommand("bench", "decode and prefill speed against the roofline measured in the same run");
+  bench_args.add(bench);
+  bench->add_option("--ctx", bench_ctx, "comma-separated context lengths");
+  bench->add_option("--decode-steps", bench_steps, "decode steps timed per context (median)");
+  bench->add_flag("--json", bench_json, "one JSON object per context length");
+  bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json); });
 
   auto* gen = app.add_subcommand("generate", "greedy generation from token ids");
   gen_args.add(gen);

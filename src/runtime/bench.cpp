@@ -1,0 +1,147 @@
+#include "runtime/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "core/thread_pool.h"
+#include "kernels/matmul_simd.h"
+
+namespace dsv4 {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+double lin_bytes(const Linear& l) { return l.empty() ? 0.0 : double(l.weight_bytes()); }
+double lin_flops(const Linear& l) { return l.empty() ? 0.0 : 2.0 * double(l.out) * double(l.in); }
+double expert_bytes(const ExpertWeights& e) { return lin_bytes(e.w1) + lin_bytes(e.w2) + lin_bytes(e.w3); }
+double expert_flops(const ExpertWeights& e) { return lin_flops(e.w1) + lin_flops(e.w2) + lin_flops(e.w3); }
+}  // namespace
+
+double measure_read_bandwidth(size_t bytes, int reps) {
+  ThreadPool& pool = ThreadPool::global();
+  const size_t n = bytes / 4;
+  std::vector<float> buf(n);
+  pool.parallel_for(n, [&](size_t a, size_t b) {
+    std::mt19937 rng{static_cast<uint32_t>(a)};
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (size_t i = a; i < b; ++i) buf[i] = u(rng);
+  });
+  std::vector<double> bw;
+  volatile double sink = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    std::vector<double> part(size_t(pool.size()) * 8);
+    auto t0 = Clock::now();
+    pool.parallel_for(size_t(pool.size()), [&](size_t a, size_t b) {
+      for (size_t t = a; t < b; ++t) {
+        size_t lo = n * t / size_t(pool.size()), hi = n * (t + 1) / size_t(pool.size());
+        part[t * 8] = simd::stream_sum(buf.data() + lo, hi - lo);
+      }
+    });
+    double s = seconds_since(t0);
+    for (double p : part) sink = sink + p;
+    if (r > 0) bw.push_back(double(bytes) / s);  // the first pass warms page tables
+  }
+  return median(bw);
+}
+
+double measure_peak_flops(int reps) {
+  ThreadPool& pool = ThreadPool::global();
+  std::vector<double> v;
+  for (int r = 0; r < reps; ++r) {
+    std::vector<double> flops(size_t(pool.size()));
+    std::vector<float> sink(size_t(pool.size()) * 16);
+    auto t0 = Clock::now();
+    pool.parallel_for(size_t(pool.size()), [&](size_t a, size_t b) {
+      for (size_t t = a; t < b; ++t) flops[t] = simd::fma_burn(20'000'000, &sink[t * 16]);
+    });
+    double s = seconds_since(t0), total = 0;
+    for (double f : flops) total += f;
+    v.push_back(total / s);
+  }
+  return median(v);
+}
+
+double decode_bytes_per_token(const Model& m, int64_t ctx) {
+  const ModelConfig& c = m.config();
+  const ModelWeights& w = m.weights();
+  const double nD = double(c.hc_mult) * c.dim;
+  double b = lin_bytes(w.head) + 2.0 * c.dim + 4.0 * c.hc_mult * nD;
+  const double kv_row = double(c.nope_dim() + c.nope_dim() / 64 + 4 * c.rope_head_dim);  // compact KV row
+  for (auto& blk : w.blocks) {
+    const AttentionWeights& a = blk.attn;
+    b += 2 * 4.0 * (2 + c.hc_mult) * c.hc_mult * nD;  // hc_attn_fn, hc_ffn_fn
+    for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) b += lin_bytes(*l);
+    b += double(std::min<int64_t>(ctx, c.window_size)) * kv_row;
+    if (a.ratio > 0) b += lin_bytes(a.comp.wkv) + lin_bytes(a.comp.wgate);
+    if (a.ratio == 4) {
+      b += lin_bytes(a.indexer.wq_b) + lin_bytes(a.indexer.weights_proj) + lin_bytes(a.indexer.comp.wkv) +
+           lin_bytes(a.indexer.comp.wgate);
+      b += double(ctx / 4) * c.index_head_dim * 4.0;                               // index-key scan
+      b += double(std::min<int64_t>(ctx / 4, c.index_topk)) * kv_row;              // picked rows
+    } else if (a.ratio > 0) {
+      b += double(ctx / a.ratio) * kv_row;
+    }
+    b += lin_bytes(blk.moe.gate) + expert_bytes(blk.moe.shared) +
+         c.n_activated_experts * expert_bytes(blk.moe.experts[0]);
+  }
+  return b;
+}
+
+double prefill_flops_per_token(const Model& m, int64_t ctx) {
+  const ModelConfig& c = m.config();
+  const ModelWeights& w = m.weights();
+  double f = lin_flops(w.head) / double(ctx);  // the head runs for the last position only
+  const double avg = double(ctx) / 2;          // mean number of preceding positions
+  for (auto& blk : w.blocks) {
+    const AttentionWeights& a = blk.attn;
+    for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) f += lin_flops(*l);
+    double rows = std::min<double>(avg, c.window_size);
+    if (a.ratio > 0) f += lin_flops(a.comp.wkv) + lin_flops(a.comp.wgate);
+    if (a.ratio == 4) {
+      f += lin_flops(a.indexer.wq_b) + lin_flops(a.indexer.weights_proj) + lin_flops(a.indexer.comp.wkv) +
+           lin_flops(a.indexer.comp.wgate);
+      f += 2.0 * c.index_n_heads * c.index_head_dim * (avg / 4);
+      rows += std::min<double>(avg / 4, c.index_topk);
+    } else if (a.ratio > 0) {
+      rows += avg / a.ratio;
+    }
+    f += 2.0 * 2.0 * c.n_heads * c.head_dim * rows;  // scores and weighted sum
+    f += lin_flops(blk.moe.gate) + expert_flops(blk.moe.shared) +
+         c.n_activated_experts * expert_flops(blk.moe.experts[0]);
+  }
+  return f;
+}
+
+BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed) {
+  BenchResult r;
+  r.ctx = ctx;
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids(size_t(ctx + decode_steps));
+  for (auto& t : ids) t = int32_t(rng() % uint64_t(m.config().vocab_size));
+  r.read_bandwidth_bytes_per_s = measure_read_bandwidth();
+  r.peak_flops_per_s = measure_peak_flops();
+  SequenceState st = m.new_sequence();
+  auto t0 = Clock::now();
+  m.forward(st, ids.data(), ctx);
+  const double prefill_s = seconds_since(t0);
+  std::vector<double> steps;
+  for (int i = 0; i < decode_steps; ++i) {
+    auto t1 = Clock::now();
+    m.forward(st, ids.data() + ctx + i, 1);
+    steps.push_back(seconds_since(t1));
+  }
+  r.prefill_tokens_per_s = double(ctx) / prefill_s;
+  r.prefill_flops_per_token = prefill_flops_per_token(m, ctx);
+  r.prefill_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.peak_flops_per_s;
+  r.decode_tokens_per_s = 1.0 / median(steps);
+  r.decode_bytes_per_token = decode_bytes_per_token(m, ctx);
+  r.decode_roofline_ratio = r.decode_tokens_per_s * r.decode_bytes_per_token / r.read_bandwidth_bytes_per_s;
+  return r;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,28 @@
+#pragma once
+// Decode and prefill speed together with the roofline measured in the same run (issue: report
+// tokens/s against bytes moved per token vs read bandwidth, and FLOPs vs peak).
+#include <cstdint>
+#include <vector>
+
+#include "model/transformer.h"
+
+namespace dsv4 {
+
+struct BenchResult {
+  int64_t ctx = 0;
+  double decode_tokens_per_s = 0, decode_bytes_per_token = 0, read_bandwidth_bytes_per_s = 0, decode_roofline_ratio = 0;
+  double prefill_tokens_per_s = 0, prefill_flops_per_token = 0, peak_flops_per_s = 0, prefill_roofline_ratio = 0;
+};
+
+// Multi-threaded streaming read of a random buffer larger than the caches; median of `reps`.
+double measure_read_bandwidth(size_t bytes = size_t(1) << 30, int reps = 5);
+// fp32 FMA peak of all threads (the precision the engine's GEMMs run in); median of `reps`.
+double measure_peak_flops(int reps = 5);
+// Weight and KV bytes one decode token reads at context ctx (routed experts: k of E per layer).
+double decode_bytes_per_token(const Model& m, int64_t ctx);
+// FLOPs per token of a prefill of ctx tokens (linears, attention, indexer, compressors).
+double prefill_flops_per_token(const Model& m, int64_t ctx);
+// Random token ids, prefill ctx of them, then `decode_steps` single-token steps.
+BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed);
+
+}  // namespace dsv4
