@@ -153,6 +153,7 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
 }
 
 ModelConfig load_config(const std::string& dir) {
+  if (!std::filesystem::is_directory(dir)) fail("checkpoint folder {} does not exist", dir);
   auto path = (std::filesystem::path(dir) / "config.json").string();
   if (!std::filesystem::exists(path)) fail("{}: no config.json in the checkpoint folder", dir);
   return parse_config(read_text_file(path), path);

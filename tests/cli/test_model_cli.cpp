@@ -1,0 +1,125 @@
+// dsv4 inspect / logits / generate / make-model end to end.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cli/cli_util.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+
+namespace dsv4::test {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kFlash = std::string(DSV4_TEST_DATA) + "/fixtures/tiny-flash";
+
+class ModelCli : public ::testing::Test {
+ protected:
+  void SetUp() override { tmp_ = make_temp_dir("model_cli"); }
+  void TearDown() override { fs::remove_all(tmp_); }
+  fs::path tmp_;
+};
+
+TEST_F(ModelCli, InspectReportsScheduleAndValidation) {
+  CmdRun r = run_dsv4("inspect -m " + kFlash, tmp_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("0:SWA+hash 1:CSA 2:HCA128 3:CSA 4:MTP0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FP4 (I8 packed)"), std::string::npos);
+  EXPECT_NE(r.out.find("validation: OK"), std::string::npos);
+}
+
+TEST_F(ModelCli, InspectFailsOnAMissingTensor) {
+  // A copy whose index no longer lists one tensor: binding must name it and exit non-zero.
+  fs::path bad = tmp_ / "bad";
+  fs::create_directories(bad);
+  for (auto& e : fs::directory_iterator(kFlash))
+    if (e.is_regular_file()) fs::copy_file(e.path(), bad / e.path().filename());
+  auto idx = nlohmann::json::parse(slurp_file(bad / "model.safetensors.index.json"));
+  idx["weight_map"].erase("layers.1.attn.indexer.weights_proj.weight");
+  std::ofstream(bad / "model.safetensors.index.json") << idx.dump();
+  CmdRun r = run_dsv4("inspect -m " + bad.string(), tmp_);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.out.find("missing tensors (1):"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layers.1.attn.indexer.weights_proj.weight"), std::string::npos);
+}
+
+TEST_F(ModelCli, LogitsMatchTheReferenceThroughTheCommandLine) {
+  // Schedule C of the fixture (prompt 3, 20 teacher-forced steps), fp32 mode, with MTP.
+  SafetensorsFile g(kFlash + "/golden.safetensors");
+  auto& ids_t = g.tensors().at("C.input_ids");
+  std::vector<int32_t> ids(size_t(ids_t.numel()));
+  std::memcpy(ids.data(), ids_t.data, ids.size() * 4);
+  std::ofstream f(tmp_ / "ids.txt");
+  for (auto id : ids) f << id << " ";
+  f.close();
+  const int64_t P = int64_t(ids.size()) - 20;
+  CmdRun r = run_dsv4("logits -m " + kFlash + " --ids-file " + (tmp_ / "ids.txt").string() + " --prefill " +
+                       std::to_string(P) + " --no-act-quant -t 2 -o " + (tmp_ / "out.npy").string() + " --mtp " +
+                       (tmp_ / "mtp.npy").string(),
+                   tmp_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (auto [file, key, rows] : {std::tuple{"out.npy", "NQ.C.logits", 21}, std::tuple{"mtp.npy", "NQ.C.mtp_logits", 20}}) {
+    std::vector<int64_t> shape;
+    auto got = read_npy_f32((tmp_ / file).string(), shape);
+    ASSERT_EQ(shape, (std::vector<int64_t>{rows, 512})) << file;
+    auto& ref = g.tensors().at(key);
+    const float* want = reinterpret_cast<const float*>(ref.data);
+    for (int64_t row = 0; row < rows; ++row) {
+      double mx = 0, mean = 0, var = 0;
+      for (int v = 0; v < 512; ++v) mean += want[row * 512 + v] / 512.0;
+      for (int v = 0; v < 512; ++v) {
+        var += std::pow(want[row * 512 + v] - mean, 2) / 512.0;
+        mx = std::max(mx, double(std::fabs(got[size_t(row * 512 + v)] - want[row * 512 + v])));
+      }
+      EXPECT_LE(mx / std::sqrt(var), 2e-4) << file << " row " << row;
+    }
+  }
+}
+
+TEST_F(ModelCli, BadArgumentsGiveClearErrors) {
+  CmdRun r = run_dsv4("logits -m " + kFlash + " --ids-file /nonexistent --prefill 1 -o x.npy", tmp_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("/nonexistent"), std::string::npos) << r.err;
+  std::ofstream(tmp_ / "ids.txt") << "0 5 abc";
+  r = run_dsv4("logits -m " + kFlash + " --ids-file " + (tmp_ / "ids.txt").string() + " --prefill 1 -o x.npy", tmp_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("'abc' is not a token id"), std::string::npos) << r.err;
+  r = run_dsv4("generate -m " + kFlash + " --ids \"0 99999\" -n 2", tmp_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("outside the vocabulary"), std::string::npos) << r.err;
+  r = run_dsv4("inspect -m " + (tmp_ / "nothing").string(), tmp_);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+TEST_F(ModelCli, GenerateIsDeterministicAcrossThreads) {
+  CmdRun a = run_dsv4("generate -m " + kFlash + " --ids \"0 17 42 99 7\" -n 12 -t 1", tmp_);
+  CmdRun b = run_dsv4("generate -m " + kFlash + " --ids \"0 17 42 99 7\" -n 12 -t 2", tmp_);
+  ASSERT_EQ(a.rc, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(std::count(a.out.begin(), a.out.end(), ' '), 11);
+}
+
+TEST_F(ModelCli, MakeModelWritesALoadableCheckpoint) {
+  const auto dir = (tmp_ / "rand").string();
+  CmdRun r = run_dsv4("make-model --like tiny --layers 3 --mtp --seed 5 -o " + dir, tmp_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = run_dsv4("inspect -m " + dir, tmp_);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("0:CSA+hash 1:HCA128 2:CSA 3:MTP0"), std::string::npos) << r.out;
+  // Random, not constant: two seeds give different weights.
+  CmdRun r2 = run_dsv4("make-model --like tiny --layers 1 --seed 6 -o " + (tmp_ / "r2").string(), tmp_);
+  ASSERT_EQ(r2.rc, 0);
+  Checkpoint a(dir), b((tmp_ / "r2").string());
+  auto& ta = a.get("layers.0.attn.wq_a.weight");
+  auto& tb = b.get("layers.0.attn.wq_a.weight");
+  EXPECT_NE(std::memcmp(ta.data, tb.data, ta.nbytes), 0);
+  std::vector<uint8_t> bytes(ta.data, ta.data + ta.nbytes);
+  std::sort(bytes.begin(), bytes.end());
+  EXPECT_GT(std::unique(bytes.begin(), bytes.end()) - bytes.begin(), 100);  // many distinct FP8 codes
+}
+
+}  // namespace
+}  // namespace dsv4::test
