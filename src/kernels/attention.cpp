@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/matmul_simd.h"
+
 namespace dsv4 {
 
 void sink_attention(const float* q, const float* const* rows, int32_t n, int dim, float scale, float sink,
@@ -12,16 +14,14 @@ void sink_attention(const float* q, const float* const* rows, int32_t n, int dim
   std::vector<float> z(static_cast<size_t>(n));
   float m = -INFINITY;
   for (int32_t k = 0; k < n; ++k) {
-    float acc = 0;
-    for (int d = 0; d < dim; ++d) acc += q[d] * rows[k][d];
-    z[size_t(k)] = acc * scale;
+    z[size_t(k)] = simd::dot_f32(q, rows[k], size_t(dim)) * scale;
     m = std::max(m, z[size_t(k)]);
   }
   float den = 0;
   for (int32_t k = 0; k < n; ++k) {
     float p = std::exp(z[size_t(k)] - m);
     den += p;
-    for (int d = 0; d < dim; ++d) out[d] += p * rows[k][d];
+    simd::axpy(p, rows[k], out, size_t(dim));
   }
   den += std::exp(sink - m);
   for (int d = 0; d < dim; ++d) out[d] /= den;

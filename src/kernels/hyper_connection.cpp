@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/matmul_simd.h"
+
 namespace dsv4 {
 
 namespace {
@@ -10,15 +12,9 @@ float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // m = (fn · v) · rsqrt(mean(v²) + eps) over the flattened streams.
 void hc_mix(const float* fn, int rows, const float* X, int nD, float eps, float* m) {
-  float ss = 0;
-  for (int i = 0; i < nD; ++i) ss += X[i] * X[i];
+  float ss = simd::dot_f32(X, X, size_t(nD));
   float rho = 1.0f / std::sqrt(ss / float(nD) + eps);
-  for (int r = 0; r < rows; ++r) {
-    const float* f = fn + size_t(r) * size_t(nD);
-    float acc = 0;
-    for (int i = 0; i < nD; ++i) acc += f[i] * X[i];
-    m[r] = acc * rho;
-  }
+  for (int r = 0; r < rows; ++r) m[r] = simd::dot_f32(fn + size_t(r) * size_t(nD), X, size_t(nD)) * rho;
 }
 }  // namespace
 

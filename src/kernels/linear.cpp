@@ -10,15 +10,6 @@
 
 namespace dsv4 {
 
-float Linear::scale_at(int64_t r, int64_t c) const {
-  if (scale_f32) {
-    float f;
-    std::memcpy(&f, scale + 4 * (r * scale_cols + c), 4);
-    return f;
-  }
-  return e8m0_to_f32(scale[r * scale_cols + c]);
-}
-
 void Linear::dequant_row(int64_t o, float* dst) const {
   switch (fmt) {
     case Format::F32:
@@ -126,6 +117,14 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
   for (int64_t s = 0; s < S; ++s)
     for (int g = 0; g < groups; ++g)
       simd::order_activation(W, x + (s * groups + g) * in, xo.data() + (s * groups + g) * kp);
+  if (S <= 4) {
+    // Decode and small batches: weights are streamed once and never stored.
+    pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
+      for (size_t o = o0; o < o1; ++o)
+        simd::dot_row_fused(W, int64_t(o), xo.data() + (int64_t(o) / band) * kp, groups * kp, S, kp, y + o, out);
+    }, 16);
+    return;
+  }
   const int64_t pairs = (out + 1) / 2;
   pool.parallel_for(size_t(pairs), [&](size_t p0, size_t p1) {
     std::vector<float> buf(size_t(2 * kp));

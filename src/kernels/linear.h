@@ -2,6 +2,7 @@
 // A linear layer viewed in place over checkpoint bytes, in any of the V4 weight formats, and the
 // matrix products over it. y[s, o] = sum_k W[o, k] x[s, k], accumulated in fp32.
 #include <cstdint>
+#include <cstring>
 
 #include "io/safetensors.h"
 
@@ -20,7 +21,14 @@ struct Linear {
 
   bool quantized() const { return fmt == Format::FP8 || fmt == Format::FP4; }
   bool empty() const { return w == nullptr; }
-  float scale_at(int64_t r, int64_t c) const;
+  float scale_at(int64_t r, int64_t c) const {
+    if (scale_f32) {
+      float f;
+      std::memcpy(&f, scale + 4 * (r * scale_cols + c), 4);
+      return f;
+    }
+    return e8m0_to_f32(scale[r * scale_cols + c]);
+  }
   // Writes the exactly dequantised row o (in floats).
   void dequant_row(int64_t o, float* dst) const;
   int64_t weight_bytes() const;

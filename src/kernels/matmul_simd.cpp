@@ -1,6 +1,7 @@
 #include "kernels/matmul_simd.h"
 
 #include <cstring>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/linear.h"
@@ -16,25 +17,27 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 size_t Lanes() { return hn::Lanes(hn::ScalableTag<float>()); }
 
-void DequantRow(const Linear& W, int64_t o, float* dst) {
+// Calls f(k, w) for the weight vectors of row o in kernel order (k = offset of w in that order) and
+// returns how many elements were produced as vectors; the caller handles the scalar tail [k, K).
+template <class F>
+int64_t ForEachWeightVector(const Linear& W, int64_t o, F&& f) {
   const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
+  const int64_t N = int64_t(hn::Lanes(df));
   const int64_t K = W.in;
-  const int64_t Kp = int64_t((size_t(K) + N - 1) / N * N);
-  int64_t k = 0;
   switch (W.fmt) {
-    case Linear::Format::F32:
-      std::memcpy(dst, W.w + 4 * o * K, size_t(K) * 4);
-      k = K;
-      break;
+    case Linear::Format::F32: {
+      const float* p = reinterpret_cast<const float*>(W.w) + o * K;
+      int64_t k = 0;
+      for (; k + N <= K; k += N) f(k, hn::LoadU(df, p + k));
+      return k;
+    }
     case Linear::Format::BF16: {
       const hn::Rebind<uint16_t, decltype(df)> d16;
       const hn::RebindToUnsigned<decltype(df)> du;
       const uint16_t* p = reinterpret_cast<const uint16_t*>(W.w) + o * K;
-      for (; k + int64_t(N) <= K; k += int64_t(N))
-        hn::StoreU(hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, p + k)))), df, dst + k);
-      for (; k < K; ++k) dst[k] = bf16_to_f32(p[k]);
-      break;
+      int64_t k = 0;
+      for (; k + N <= K; k += N) f(k, hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, p + k)))));
+      return k;
     }
     case Linear::Format::FP8: {
       // e4m3 → f16 bits (s.0eeee.mmm0000000) is exact, subnormals included; ×2^8 fixes the bias.
@@ -42,53 +45,100 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
       const hn::Rebind<uint16_t, decltype(df)> d16;
       const hn::Rebind<hwy::float16_t, decltype(df)> dh;
       const uint8_t* p = W.w + o * K;
+      const auto m80 = hn::Set(d16, 0x80), m7f = hn::Set(d16, 0x7f);
+      int64_t k = 0;
       for (int64_t kb = 0; kb < K; kb += 128) {
         const int64_t ke = std::min<int64_t>(K, kb + 128);
-        const float s = W.scale_at(o / 128, kb / 128);
-        const auto vs = hn::Set(df, s * 256.0f);
-        for (k = kb; k + int64_t(N) <= ke; k += int64_t(N)) {
+        if (ke - kb < N) break;  // a partial last block goes to the scalar tail
+        const auto vs = hn::Set(df, W.scale_at(o / 128, kb / 128) * 256.0f);
+        for (k = kb; k + N <= ke; k += N) {
           auto b = hn::PromoteTo(d16, hn::LoadU(d8, p + k));
-          auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, 0x80))), hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, 0x7f))));
-          hn::StoreU(hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), vs), df, dst + k);
+          auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, m80)), hn::ShiftLeft<7>(hn::And(b, m7f)));
+          f(k, hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), vs));
         }
-        for (; k < ke; ++k) dst[k] = e4m3_to_f32(p[k]) * s;
+        if (k != ke) break;  // K not a multiple of N inside this block: the rest is scalar
       }
-      break;
+      return k;
     }
     case Linear::Format::FP4: {
       // Each step takes N packed bytes (2N weights): lanes get the low nibbles (even elements), then
       // the high nibbles (odd elements). The 1×32 block scale is folded into the magnitude table.
-      const uint8_t* p = W.w + o * (K / 2);
       if constexpr (HWY_LANES(float) >= 8) {
+        const uint8_t* p = W.w + o * (K / 2);
         const hn::RebindToUnsigned<decltype(df)> du;
+        const hn::RebindToSigned<decltype(df)> di;
         const hn::Rebind<uint8_t, decltype(df)> d8;
         alignas(64) float mag[HWY_LANES(float) >= 8 ? HWY_LANES(float) : 8] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
         const auto table = hn::LoadU(df, mag);
-        for (int64_t b = 0; b < K / 2; b += int64_t(N)) {
-          const float s = W.scale_at(o, (2 * b) / 32);  // N bytes never straddle a 16-byte scale block
-          const auto t = hn::Mul(table, hn::Set(df, s));
+        const auto m7 = hn::Set(du, 7), m8 = hn::Set(du, 8), m80 = hn::Set(du, 0x80);
+        for (int64_t b = 0; b < K / 2; b += N) {
+          const auto t = hn::Mul(table, hn::Set(df, W.scale_at(o, (2 * b) / 32)));  // N bytes stay in one block
           const auto c = hn::PromoteTo(du, hn::LoadU(d8, p + b));
-          const auto lo = hn::And(c, hn::Set(du, 7)), hi = hn::And(hn::ShiftRight<4>(c), hn::Set(du, 7));
-          const auto slo = hn::ShiftLeft<28>(hn::And(c, hn::Set(du, 8)));
-          const auto shi = hn::ShiftLeft<24>(hn::And(c, hn::Set(du, 0x80)));
-          const auto vlo = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(hn::RebindToSigned<decltype(df)>(), lo)));
-          const auto vhi = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(hn::RebindToSigned<decltype(df)>(), hi)));
-          hn::StoreU(hn::Or(vlo, hn::BitCast(df, slo)), df, dst + 2 * b);
-          hn::StoreU(hn::Or(vhi, hn::BitCast(df, shi)), df, dst + 2 * b + int64_t(N));
+          const auto lo = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, m7))));
+          const auto hi = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(hn::ShiftRight<4>(c), m7))));
+          f(2 * b, hn::Or(lo, hn::BitCast(df, hn::ShiftLeft<28>(hn::And(c, m8)))));
+          f(2 * b + N, hn::Or(hi, hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, m80)))));
         }
-      } else {
-        for (int64_t b = 0; b < K / 2; b += int64_t(N))
-          for (size_t i = 0; i < N; ++i) {
-            const float s = W.scale_at(o, (2 * (b + int64_t(i))) / 32);
-            dst[2 * b + int64_t(i)] = e2m1_to_f32(p[b + int64_t(i)] & 15) * s;
-            dst[2 * b + int64_t(N + i)] = e2m1_to_f32(p[b + int64_t(i)] >> 4) * s;
-          }
+        return K;
       }
-      k = K;  // K/2 is a multiple of 16 ≥ N, so the steps cover K exactly
-      break;
+      return 0;
     }
   }
-  for (; k < Kp; ++k) dst[k] = 0.0f;
+  return 0;
+}
+
+// Scalar weights of row o in kernel order from position k on (tails, and FP4 on narrow targets).
+void ScalarTail(const Linear& W, int64_t o, int64_t k, float* dst) {
+  const int64_t N = int64_t(Lanes()), K = W.in;
+  if (W.fmt != Linear::Format::FP4) {
+    std::vector<float> row(static_cast<size_t>(K));
+    W.dequant_row(o, row.data());
+    for (; k < K; ++k) dst[k] = row[size_t(k)];
+    return;
+  }
+  const uint8_t* p = W.w + o * (K / 2);
+  for (int64_t b = k / 2; b < K / 2; b += N)
+    for (int64_t i = 0; i < N; ++i) {
+      const float s = W.scale_at(o, (2 * (b + i)) / 32);
+      dst[2 * b + i] = e2m1_to_f32(p[b + i] & 15) * s;
+      dst[2 * b + N + i] = e2m1_to_f32(p[b + i] >> 4) * s;
+    }
+}
+
+void DequantRow(const Linear& W, int64_t o, float* dst) {
+  const hn::ScalableTag<float> df;
+  const int64_t N = int64_t(hn::Lanes(df)), K = W.in, Kp = (K + N - 1) / N * N;
+  int64_t k = ForEachWeightVector(W, o, [&](int64_t at, auto w) { hn::StoreU(w, df, dst + at); });
+  if (k < K) ScalarTail(W, o, k, dst);
+  for (k = K; k < Kp; ++k) dst[k] = 0.0f;
+}
+
+// y[s] = Σ_k w[k] x_s[k] for row o and S ≤ 4 tokens, dequantising in registers. Produces exactly
+// the accumulator sequence of DequantRow followed by Dot, so results are bit-identical.
+template <int S>
+void FusedRow(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t kp, float* y, int64_t ys) {
+  const hn::ScalableTag<float> df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  decltype(hn::Zero(df)) acc[4] = {hn::Zero(df), hn::Zero(df), hn::Zero(df), hn::Zero(df)};
+  int64_t k = ForEachWeightVector(W, o, [&](int64_t at, auto w) {
+    for (int s = 0; s < S; ++s) acc[s] = hn::MulAdd(w, hn::LoadU(df, x + s * xs + at), acc[s]);
+  });
+  if (k < kp) {
+    std::vector<float> tail(static_cast<size_t>(kp), 0.0f);
+    if (k < W.in) ScalarTail(W, o, k, tail.data());
+    for (; k < kp; k += N)
+      for (int s = 0; s < S; ++s) acc[s] = hn::MulAdd(hn::LoadU(df, tail.data() + k), hn::LoadU(df, x + s * xs + k), acc[s]);
+  }
+  for (int s = 0; s < S; ++s) y[s * ys] = hn::GetLane(hn::SumOfLanes(df, acc[s]));
+}
+
+void DotRowFused(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t ys) {
+  switch (S) {
+    case 1: return FusedRow<1>(W, o, x, xs, kp, y, ys);
+    case 2: return FusedRow<2>(W, o, x, xs, kp, y, ys);
+    case 3: return FusedRow<3>(W, o, x, xs, kp, y, ys);
+    default: return FusedRow<4>(W, o, x, xs, kp, y, ys);
+  }
 }
 
 void OrderActivation(const Linear& W, const float* x, float* dst) {
@@ -149,6 +199,30 @@ void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, in
     }
 }
 
+float DotF32(const float* a, const float* b, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  auto a0 = hn::Zero(df), a1 = a0;
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    a0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), a0);
+    a1 = hn::MulAdd(hn::LoadU(df, a + i + N), hn::LoadU(df, b + i + N), a1);
+  }
+  for (; i + N <= n; i += N) a0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), a0);
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void Axpy(float a, const float* x, float* y, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  const auto va = hn::Set(df, a);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
 double StreamSum(const float* p, size_t n) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
@@ -189,9 +263,12 @@ HWY_AFTER_NAMESPACE();
 namespace dsv4::simd {
 HWY_EXPORT(Lanes);
 HWY_EXPORT(DequantRow);
+HWY_EXPORT(DotRowFused);
 HWY_EXPORT(OrderActivation);
 HWY_EXPORT(Dot);
 HWY_EXPORT(StreamSum);
+HWY_EXPORT(DotF32);
+HWY_EXPORT(Axpy);
 HWY_EXPORT(FmaBurn);
 
 size_t lanes() {
@@ -200,11 +277,17 @@ size_t lanes() {
 }
 size_t padded(int64_t k) { return (size_t(k) + lanes() - 1) / lanes() * lanes(); }
 void dequant_row(const Linear& W, int64_t o, float* dst) { HWY_DYNAMIC_DISPATCH(DequantRow)(W, o, dst); }
+void dot_row_fused(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t S, int64_t kp, float* y,
+                   int64_t ys) {
+  HWY_DYNAMIC_DISPATCH(DotRowFused)(W, o, x, xs, S, kp, y, ys);
+}
 void order_activation(const Linear& W, const float* x, float* dst) { HWY_DYNAMIC_DISPATCH(OrderActivation)(W, x, dst); }
 void dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t yr,
          int64_t ys) {
   HWY_DYNAMIC_DISPATCH(Dot)(w, R, x, xs, S, kp, y, yr, ys);
 }
+float dot_f32(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(a, b, n); }
+void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
 double stream_sum(const float* p, size_t n) { return HWY_DYNAMIC_DISPATCH(StreamSum)(p, n); }
 double fma_burn(int64_t iters, float* sink) { return HWY_DYNAMIC_DISPATCH(FmaBurn)(iters, sink); }
 }  // namespace dsv4::simd

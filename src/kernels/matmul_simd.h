@@ -16,12 +16,20 @@ size_t lanes();                                   // N: f32 lanes of the selecte
 size_t padded(int64_t k);                         // K rounded up to a multiple of N
 // Writes row o of W, dequantised exactly, in kernel order, padded with zeros to padded(W.in).
 void dequant_row(const Linear& W, int64_t o, float* dst);
+// The same products for one weight row and S ≤ 4 tokens, dequantising in registers (decode path);
+// bit-identical to dequant_row followed by dot.
+void dot_row_fused(const Linear& W, int64_t o, const float* x, int64_t xstride, int64_t S, int64_t kp, float* y,
+                   int64_t ystride);
 // Copies an activation row into kernel order for W's format, zero-padded.
 void order_activation(const Linear& W, const float* x, float* dst);
 // y[r][s] = Σ_k w_r[k] x_s[k] over kp (a multiple of N) elements, for R ≤ 2 weight rows and any S.
 // x rows are xstride apart, results go to y[r * ystride_r + s * ystride_s].
 void dot(const float* const* w, int R, const float* x, int64_t xstride, int64_t S, int64_t kp, float* y,
          int64_t ystride_r, int64_t ystride_s);
+// Σ a[i] b[i] in the target's fixed lane order (deterministic for a given n and target).
+float dot_f32(const float* a, const float* b, size_t n);
+// y[i] += a · x[i].
+void axpy(float a, const float* x, float* y, size_t n);
 // Streaming read of n floats (for the bandwidth probe); returns their sum so it is not optimised away.
 double stream_sum(const float* p, size_t n);
 // A register-resident FMA loop; returns the number of flops performed (2 per lane per FMA).
