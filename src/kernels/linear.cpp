@@ -125,23 +125,25 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
     }, 16);
     return;
   }
-  const int64_t pairs = (out + 1) / 2;
-  pool.parallel_for(size_t(pairs), [&](size_t p0, size_t p1) {
-    std::vector<float> buf(size_t(2 * kp));
-    const float* rows[2] = {buf.data(), buf.data() + kp};
+  // Prefill: panels of rows dequantised once into L2, reused by every token group.
+  constexpr int64_t kPanel = 16;
+  const int64_t panels = (out + kPanel - 1) / kPanel;
+  pool.parallel_for(size_t(panels), [&](size_t p0, size_t p1) {
+    std::vector<float> buf(size_t(kPanel * kp));
+    std::vector<const float*> rows;
     for (size_t p = p0; p < p1; ++p) {
-      const int64_t o = int64_t(2 * p);
-      // A pair shares its activations, so both rows must read the same group.
-      const int R = (o + 1 < out && (o + 1) / band == o / band) ? 2 : 1;
-      for (int r = 0; r < R; ++r) simd::dequant_row(W, o + r, buf.data() + r * kp);
-      const int64_t g = o / band;
-      simd::dot(rows, R, xo.data() + g * kp, groups * kp, S, kp, y + o, 1, out);
-      if (R == 1 && o + 1 < out) {
-        simd::dequant_row(W, o + 1, buf.data());
-        simd::dot(rows, 1, xo.data() + ((o + 1) / band) * kp, groups * kp, S, kp, y + o + 1, 1, out);
+      const int64_t o0 = int64_t(p) * kPanel, o1 = std::min(out, o0 + kPanel);
+      for (int64_t o = o0; o < o1; ++o) simd::dequant_row(W, o, buf.data() + (o - o0) * kp);
+      // Rows of one panel share activations only within a group.
+      for (int64_t a = o0; a < o1;) {
+        const int64_t g = a / band, b = std::min(o1, (g + 1) * band);
+        rows.clear();
+        for (int64_t o = a; o < b; ++o) rows.push_back(buf.data() + (o - o0) * kp);
+        simd::dot(rows.data(), int(b - a), xo.data() + g * kp, groups * kp, S, kp, y + a, 1, out);
+        a = b;
       }
     }
-  }, 4);
+  });
 }
 
 }  // namespace

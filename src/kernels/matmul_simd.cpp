@@ -121,6 +121,7 @@ void FusedRow(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t kp
   const int64_t N = int64_t(hn::Lanes(df));
   decltype(hn::Zero(df)) acc[4] = {hn::Zero(df), hn::Zero(df), hn::Zero(df), hn::Zero(df)};
   int64_t k = ForEachWeightVector(W, o, [&](int64_t at, auto w) {
+#pragma GCC unroll 4
     for (int s = 0; s < S; ++s) acc[s] = hn::MulAdd(w, hn::LoadU(df, x + s * xs + at), acc[s]);
   });
   if (k < kp) {
@@ -156,39 +157,47 @@ void OrderActivation(const Linear& W, const float* x, float* dst) {
     }
 }
 
+// R weight rows × 4 tokens in registers.
+template <int R>
+void Tile(const float* const* w, const float* x, int64_t xs, int64_t kp, float* y, int64_t yr, int64_t ys) {
+  const hn::ScalableTag<float> df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  using V = decltype(hn::Zero(df));
+  // Fully unrolled so the R×4 accumulators live in registers.
+  V acc[R][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; ++t) acc[r][t] = hn::Zero(df);
+  const float *x0 = x, *x1 = x + xs, *x2 = x + 2 * xs, *x3 = x + 3 * xs;
+  for (int64_t k = 0; k < kp; k += N) {
+    const V v0 = hn::LoadU(df, x0 + k), v1 = hn::LoadU(df, x1 + k), v2 = hn::LoadU(df, x2 + k), v3 = hn::LoadU(df, x3 + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const V wr = hn::LoadU(df, w[r] + k);
+      acc[r][0] = hn::MulAdd(wr, v0, acc[r][0]);
+      acc[r][1] = hn::MulAdd(wr, v1, acc[r][1]);
+      acc[r][2] = hn::MulAdd(wr, v2, acc[r][2]);
+      acc[r][3] = hn::MulAdd(wr, v3, acc[r][3]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; ++t) y[r * yr + t * ys] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+}
+
 void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t yr,
          int64_t ys) {
   const hn::ScalableTag<float> df;
   const int64_t N = int64_t(hn::Lanes(df));
   int64_t s = 0;
-  if (R == 2) {
-    // 2 rows × 4 tokens: 8 accumulators, 6 loads per 8 FMAs.
-    for (; s + 4 <= S; s += 4) {
-      auto a00 = hn::Zero(df), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-      const float *x0 = x + s * xs, *x1 = x0 + xs, *x2 = x1 + xs, *x3 = x2 + xs;
-      for (int64_t k = 0; k < kp; k += N) {
-        const auto w0 = hn::LoadU(df, w[0] + k), w1 = hn::LoadU(df, w[1] + k);
-        const auto v0 = hn::LoadU(df, x0 + k), v1 = hn::LoadU(df, x1 + k), v2 = hn::LoadU(df, x2 + k),
-                   v3 = hn::LoadU(df, x3 + k);
-        a00 = hn::MulAdd(w0, v0, a00);
-        a01 = hn::MulAdd(w0, v1, a01);
-        a02 = hn::MulAdd(w0, v2, a02);
-        a03 = hn::MulAdd(w0, v3, a03);
-        a10 = hn::MulAdd(w1, v0, a10);
-        a11 = hn::MulAdd(w1, v1, a11);
-        a12 = hn::MulAdd(w1, v2, a12);
-        a13 = hn::MulAdd(w1, v3, a13);
-      }
-      float* y0 = y + s * ys;
-      y0[0] = hn::GetLane(hn::SumOfLanes(df, a00));
-      y0[ys] = hn::GetLane(hn::SumOfLanes(df, a01));
-      y0[2 * ys] = hn::GetLane(hn::SumOfLanes(df, a02));
-      y0[3 * ys] = hn::GetLane(hn::SumOfLanes(df, a03));
-      y0[yr] = hn::GetLane(hn::SumOfLanes(df, a10));
-      y0[yr + ys] = hn::GetLane(hn::SumOfLanes(df, a11));
-      y0[yr + 2 * ys] = hn::GetLane(hn::SumOfLanes(df, a12));
-      y0[yr + 3 * ys] = hn::GetLane(hn::SumOfLanes(df, a13));
-    }
+  // Tokens in groups of 4 against row quads: 16 accumulators, 8 loads per 16 FMAs.
+  for (; s + 4 <= S; s += 4) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) Tile<4>(w + r, x + s * xs, xs, kp, y + r * yr + s * ys, yr, ys);
+    for (; r + 2 <= R; r += 2) Tile<2>(w + r, x + s * xs, xs, kp, y + r * yr + s * ys, yr, ys);
+    for (; r < R; ++r) Tile<1>(w + r, x + s * xs, xs, kp, y + r * yr + s * ys, yr, ys);
   }
   for (int r = 0; r < R; ++r)
     for (int64_t t = s; t < S; ++t) {
