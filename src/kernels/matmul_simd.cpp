@@ -157,53 +157,67 @@ void OrderActivation(const Linear& W, const float* x, float* dst) {
     }
 }
 
-// R weight rows × 4 tokens in registers.
+// R weight rows × 4 tokens in registers over k in [k0, k1); the accumulators are parked in `acc`
+// between calls, which leaves each output's accumulation sequence unchanged.
 template <int R>
-void Tile(const float* const* w, const float* x, int64_t xs, int64_t kp, float* y, int64_t yr, int64_t ys) {
+void TileChunk(const float* const* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* acc) {
   const hn::ScalableTag<float> df;
   const int64_t N = int64_t(hn::Lanes(df));
   using V = decltype(hn::Zero(df));
-  // Fully unrolled so the R×4 accumulators live in registers.
-  V acc[R][4];
+  V a[R][4];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int t = 0; t < 4; ++t) acc[r][t] = hn::Zero(df);
+    for (int t = 0; t < 4; ++t) a[r][t] = hn::Load(df, acc + (r * 4 + t) * N);
   const float *x0 = x, *x1 = x + xs, *x2 = x + 2 * xs, *x3 = x + 3 * xs;
-  for (int64_t k = 0; k < kp; k += N) {
+  for (int64_t k = k0; k < k1; k += N) {
     const V v0 = hn::LoadU(df, x0 + k), v1 = hn::LoadU(df, x1 + k), v2 = hn::LoadU(df, x2 + k), v3 = hn::LoadU(df, x3 + k);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const V wr = hn::LoadU(df, w[r] + k);
-      acc[r][0] = hn::MulAdd(wr, v0, acc[r][0]);
-      acc[r][1] = hn::MulAdd(wr, v1, acc[r][1]);
-      acc[r][2] = hn::MulAdd(wr, v2, acc[r][2]);
-      acc[r][3] = hn::MulAdd(wr, v3, acc[r][3]);
+      a[r][0] = hn::MulAdd(wr, v0, a[r][0]);
+      a[r][1] = hn::MulAdd(wr, v1, a[r][1]);
+      a[r][2] = hn::MulAdd(wr, v2, a[r][2]);
+      a[r][3] = hn::MulAdd(wr, v3, a[r][3]);
     }
   }
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int t = 0; t < 4; ++t) y[r * yr + t * ys] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    for (int t = 0; t < 4; ++t) hn::Store(a[r][t], df, acc + (r * 4 + t) * N);
 }
 
 void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t yr,
          int64_t ys) {
   const hn::ScalableTag<float> df;
   const int64_t N = int64_t(hn::Lanes(df));
+  // K in chunks so that the chunk of every row (≤ 16) and of 4 tokens stays in L1 across row quads.
+  constexpr int64_t kChunk = 512;
+  if (R > 16) {  // callers pass panels of at most 16 rows; split anything larger
+    Dot(w, 16, x, xs, S, kp, y, yr, ys);
+    return Dot(w + 16, R - 16, x, xs, S, kp, y + 16 * yr, yr, ys);
+  }
+  alignas(64) float acc[16 * 4 * HWY_LANES(float)];
   int64_t s = 0;
-  // Tokens in groups of 4 against row quads: 16 accumulators, 8 loads per 16 FMAs.
   for (; s + 4 <= S; s += 4) {
-    int r = 0;
-    for (; r + 4 <= R; r += 4) Tile<4>(w + r, x + s * xs, xs, kp, y + r * yr + s * ys, yr, ys);
-    for (; r + 2 <= R; r += 2) Tile<2>(w + r, x + s * xs, xs, kp, y + r * yr + s * ys, yr, ys);
-    for (; r < R; ++r) Tile<1>(w + r, x + s * xs, xs, kp, y + r * yr + s * ys, yr, ys);
+    std::fill(acc, acc + R * 4 * N, 0.0f);
+    const float* xt = x + s * xs;
+    for (int64_t k0 = 0; k0 < kp; k0 += kChunk) {
+      const int64_t k1 = std::min(kp, k0 + kChunk);
+      int r = 0;
+      for (; r + 4 <= R; r += 4) TileChunk<4>(w + r, xt, xs, k0, k1, acc + r * 4 * N);
+      for (; r + 2 <= R; r += 2) TileChunk<2>(w + r, xt, xs, k0, k1, acc + r * 4 * N);
+      for (; r < R; ++r) TileChunk<1>(w + r, xt, xs, k0, k1, acc + r * 4 * N);
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < 4; ++t)
+        y[r * yr + (s + t) * ys] = hn::GetLane(hn::SumOfLanes(df, hn::Load(df, acc + (r * 4 + t) * N)));
   }
   for (int r = 0; r < R; ++r)
     for (int64_t t = s; t < S; ++t) {
       auto a = hn::Zero(df);
-      const float* xt = x + t * xs;
-      for (int64_t k = 0; k < kp; k += N) a = hn::MulAdd(hn::LoadU(df, w[r] + k), hn::LoadU(df, xt + k), a);
+      const float* xr = x + t * xs;
+      for (int64_t k = 0; k < kp; k += N) a = hn::MulAdd(hn::LoadU(df, w[r] + k), hn::LoadU(df, xr + k), a);
       y[r * yr + t * ys] = hn::GetLane(hn::SumOfLanes(df, a));
     }
 }
