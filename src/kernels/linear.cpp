@@ -120,8 +120,12 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
   if (S <= 4) {
     // Decode and small batches: weights are streamed once and never stored.
     pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
-      for (size_t o = o0; o < o1; ++o)
-        simd::dot_row_fused(W, int64_t(o), xo.data() + (int64_t(o) / band) * kp, groups * kp, S, kp, y + o, out);
+      // Runs of rows within one group share their activations.
+      for (int64_t a = int64_t(o0); a < int64_t(o1);) {
+        const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
+        simd::dot_rows_fused(W, a, b, xo.data() + g * kp, groups * kp, S, kp, y, out);
+        a = b;
+      }
     }, 16);
     return;
   }

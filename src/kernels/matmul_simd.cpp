@@ -17,87 +17,65 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 size_t Lanes() { return hn::Lanes(hn::ScalableTag<float>()); }
 
-// Calls f(k, w) for the weight vectors of row o in kernel order (k = offset of w in that order) and
-// returns how many elements were produced as vectors; the caller handles the scalar tail [k, K).
-template <class F>
-int64_t ForEachWeightVector(const Linear& W, int64_t o, F&& f) {
-  const hn::ScalableTag<float> df;
-  const int64_t N = int64_t(hn::Lanes(df));
-  const int64_t K = W.in;
-  switch (W.fmt) {
-    case Linear::Format::F32: {
-      const float* p = reinterpret_cast<const float*>(W.w) + o * K;
-      int64_t k = 0;
-      for (; k + N <= K; k += N) f(k, hn::LoadU(df, p + k));
-      return k;
-    }
-    case Linear::Format::BF16: {
-      const hn::Rebind<uint16_t, decltype(df)> d16;
-      const hn::RebindToUnsigned<decltype(df)> du;
-      const uint16_t* p = reinterpret_cast<const uint16_t*>(W.w) + o * K;
-      int64_t k = 0;
-      for (; k + N <= K; k += N) f(k, hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, p + k)))));
-      return k;
-    }
-    case Linear::Format::FP8: {
-      // e4m3 → f16 bits (s.0eeee.mmm0000000) is exact, subnormals included; ×2^8 fixes the bias.
-      const hn::Rebind<uint8_t, decltype(df)> d8;
-      const hn::Rebind<uint16_t, decltype(df)> d16;
-      const hn::Rebind<hwy::float16_t, decltype(df)> dh;
-      const uint8_t* p = W.w + o * K;
-      const auto m80 = hn::Set(d16, 0x80), m7f = hn::Set(d16, 0x7f);
-      int64_t k = 0;
-      for (int64_t kb = 0; kb < K; kb += 128) {
-        const int64_t ke = std::min<int64_t>(K, kb + 128);
-        if (ke - kb < N) break;  // a partial last block goes to the scalar tail
-        const auto vs = hn::Set(df, W.scale_at(o / 128, kb / 128) * 256.0f);
-        for (k = kb; k + N <= ke; k += N) {
-          auto b = hn::PromoteTo(d16, hn::LoadU(d8, p + k));
-          auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, m80)), hn::ShiftLeft<7>(hn::And(b, m7f)));
-          f(k, hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), vs));
-        }
-        if (k != ke) break;  // K not a multiple of N inside this block: the rest is scalar
-      }
-      return k;
-    }
-    case Linear::Format::FP4: {
-      // Each step takes N packed bytes (2N weights): lanes get the low nibbles (even elements), then
-      // the high nibbles (odd elements). The 1×32 block scale is folded into the magnitude table.
-      if constexpr (HWY_LANES(float) >= 8) {
-        const uint8_t* p = W.w + o * (K / 2);
-        const hn::RebindToUnsigned<decltype(df)> du;
-        const hn::RebindToSigned<decltype(df)> di;
-        const hn::Rebind<uint8_t, decltype(df)> d8;
-        alignas(64) float mag[HWY_LANES(float) >= 8 ? HWY_LANES(float) : 8] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
-        const auto table = hn::LoadU(df, mag);
-        const auto m7 = hn::Set(du, 7), m8 = hn::Set(du, 8), m80 = hn::Set(du, 0x80);
-        for (int64_t b = 0; b < K / 2; b += N) {
-          const auto t = hn::Mul(table, hn::Set(df, W.scale_at(o, (2 * b) / 32)));  // N bytes stay in one block
-          const auto c = hn::PromoteTo(du, hn::LoadU(d8, p + b));
-          const auto lo = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, m7))));
-          const auto hi = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(hn::ShiftRight<4>(c), m7))));
-          f(2 * b, hn::Or(lo, hn::BitCast(df, hn::ShiftLeft<28>(hn::And(c, m8)))));
-          f(2 * b + N, hn::Or(hi, hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, m80)))));
-        }
-        return K;
-      }
-      return 0;
-    }
-  }
-  return 0;
+void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t yr,
+         int64_t ys);
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Per-format decoders of one weight vector (exact). FP8: e4m3 → f16 bits (s.0eeee.mmm0000000) is exact,
+// subnormals included, and the ×2^8 bias fix is folded into the scale.
+HWY_INLINE VF DecBF16(const uint16_t* p) {
+  const DF df;
+  const hn::Rebind<uint16_t, DF> d16;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d16, p))));
+}
+HWY_INLINE VF DecFP8(const uint8_t* p, VF scale256) {
+  const DF df;
+  const hn::Rebind<uint8_t, DF> d8;
+  const hn::Rebind<uint16_t, DF> d16;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const auto b = hn::PromoteTo(d16, hn::LoadU(d8, p));
+  const auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, 0x80))), hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, 0x7f))));
+  return hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), scale256);
+}
+// FP4: N packed bytes → low nibbles (even elements) and high nibbles (odd elements); `t` is the
+// magnitude table {0, .5, 1, 1.5, 2, 3, 4, 6} times the block scale.
+HWY_INLINE void DecFP4(const uint8_t* p, VF t, VF& lo, VF& hi) {
+  const DF df;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<uint8_t, DF> d8;
+  const auto c = hn::PromoteTo(du, hn::LoadU(d8, p));
+  const auto m7 = hn::Set(du, 7);
+  lo = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, m7)))),
+              hn::BitCast(df, hn::ShiftLeft<28>(hn::And(c, hn::Set(du, 8)))));
+  hi = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(hn::ShiftRight<4>(c), m7)))),
+              hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, hn::Set(du, 0x80)))));
+}
+HWY_INLINE VF Fp4Table() {
+  alignas(64) static constexpr float mag[HWY_LANES(float) >= 8 ? HWY_LANES(float) : 8] = {0.f, .5f, 1.f, 1.5f,
+                                                                                          2.f, 3.f, 4.f, 6.f};
+  return hn::LoadU(DF(), mag);
+}
+// Formats and sizes the vector decoders cover; the rest (odd K, FP4 on narrow targets) is scalar.
+bool Vectorizable(const Linear& W) {
+  const int64_t N = int64_t(hn::Lanes(DF()));
+  if (W.fmt == Linear::Format::FP4) return HWY_LANES(float) >= 8 && HWY_LANES(float) <= 16;
+  if (W.fmt == Linear::Format::FP8) return W.in % N == 0 && 128 % N == 0;
+  return W.in % N == 0;
 }
 
-// Scalar weights of row o in kernel order from position k on (tails, and FP4 on narrow targets).
-void ScalarTail(const Linear& W, int64_t o, int64_t k, float* dst) {
+// Scalar weights of row o in kernel order, zero-padded to kp (the non-vectorizable cases).
+void ScalarRow(const Linear& W, int64_t o, int64_t kp, float* dst) {
   const int64_t N = int64_t(Lanes()), K = W.in;
+  std::fill(dst, dst + kp, 0.0f);
   if (W.fmt != Linear::Format::FP4) {
-    std::vector<float> row(static_cast<size_t>(K));
-    W.dequant_row(o, row.data());
-    for (; k < K; ++k) dst[k] = row[size_t(k)];
+    W.dequant_row(o, dst);
     return;
   }
   const uint8_t* p = W.w + o * (K / 2);
-  for (int64_t b = k / 2; b < K / 2; b += N)
+  for (int64_t b = 0; b < K / 2; b += N)
     for (int64_t i = 0; i < N; ++i) {
       const float s = W.scale_at(o, (2 * (b + i)) / 32);
       dst[2 * b + i] = e2m1_to_f32(p[b + i] & 15) * s;
@@ -105,40 +83,121 @@ void ScalarTail(const Linear& W, int64_t o, int64_t k, float* dst) {
     }
 }
 
-void DequantRow(const Linear& W, int64_t o, float* dst) {
-  const hn::ScalableTag<float> df;
-  const int64_t N = int64_t(hn::Lanes(df)), K = W.in, Kp = (K + N - 1) / N * N;
-  int64_t k = ForEachWeightVector(W, o, [&](int64_t at, auto w) { hn::StoreU(w, df, dst + at); });
-  if (k < K) ScalarTail(W, o, k, dst);
-  for (k = K; k < Kp; ++k) dst[k] = 0.0f;
-}
-
-// y[s] = Σ_k w[k] x_s[k] for row o and S ≤ 4 tokens, dequantising in registers. Produces exactly
-// the accumulator sequence of DequantRow followed by Dot, so results are bit-identical.
-template <int S>
-void FusedRow(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t kp, float* y, int64_t ys) {
-  const hn::ScalableTag<float> df;
-  const int64_t N = int64_t(hn::Lanes(df));
-  decltype(hn::Zero(df)) acc[4] = {hn::Zero(df), hn::Zero(df), hn::Zero(df), hn::Zero(df)};
-  int64_t k = ForEachWeightVector(W, o, [&](int64_t at, auto w) {
+// acc[r][s] += w_{o+r} · x_s over the whole row in kernel order, R rows in lockstep so the R·S
+// accumulator chains are independent. Each output sees exactly the accumulation sequence of
+// DequantRow followed by Dot.
+template <int R, int S>
+void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y, int64_t yr, int64_t ys) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df)), K = W.in;
+  VF acc[R][S];
 #pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) acc[s] = hn::MulAdd(w, hn::LoadU(df, x + s * xs + at), acc[s]);
-  });
-  if (k < kp) {
-    std::vector<float> tail(static_cast<size_t>(kp), 0.0f);
-    if (k < W.in) ScalarTail(W, o, k, tail.data());
-    for (; k < kp; k += N)
-      for (int s = 0; s < S; ++s) acc[s] = hn::MulAdd(hn::LoadU(df, tail.data() + k), hn::LoadU(df, x + s * xs + k), acc[s]);
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) acc[r][s] = hn::Zero(df);
+  auto fma = [&](int r, int64_t k, VF w) HWY_ATTR {
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) acc[r][s] = hn::MulAdd(w, hn::LoadU(df, x + s * xs + k), acc[r][s]);
+  };
+  switch (W.fmt) {
+    case Linear::Format::F32:
+      for (int64_t k = 0; k < K; k += N)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) fma(r, k, hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k));
+      break;
+    case Linear::Format::BF16:
+      for (int64_t k = 0; k < K; k += N)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) fma(r, k, DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k));
+      break;
+    case Linear::Format::FP8:
+      for (int64_t kb = 0; kb < K; kb += 128) {
+        VF sc[R];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) sc[r] = hn::Set(df, W.scale_at((o + r) / 128, kb / 128) * 256.0f);
+        for (int64_t k = kb; k < kb + 128 && k < K; k += N)
+#pragma GCC unroll 4
+          for (int r = 0; r < R; ++r) fma(r, k, DecFP8(W.w + (o + r) * K + k, sc[r]));
+      }
+      break;
+    case Linear::Format::FP4: {
+      const VF table = Fp4Table();
+      for (int64_t b = 0; b < K / 2; b += N)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          VF lo, hi;
+          DecFP4(W.w + (o + r) * (K / 2) + b, hn::Mul(table, hn::Set(df, W.scale_at(o + r, (2 * b) / 32))), lo, hi);
+          fma(r, 2 * b, lo);
+          fma(r, 2 * b + N, hi);
+        }
+      break;
+    }
   }
-  for (int s = 0; s < S; ++s) y[s * ys] = hn::GetLane(hn::SumOfLanes(df, acc[s]));
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) y[r * yr + s * ys] = hn::GetLane(hn::SumOfLanes(df, acc[r][s]));
 }
 
-void DotRowFused(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t ys) {
+void DequantRow(const Linear& W, int64_t o, float* dst) {
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df)), K = W.in, Kp = (K + N - 1) / N * N;
+  if (!Vectorizable(W)) return ScalarRow(W, o, Kp, dst);
+  switch (W.fmt) {
+    case Linear::Format::F32:
+      std::memcpy(dst, W.w + 4 * o * K, size_t(K) * 4);
+      break;
+    case Linear::Format::BF16:
+      for (int64_t k = 0; k < K; k += N) hn::StoreU(DecBF16(reinterpret_cast<const uint16_t*>(W.w) + o * K + k), df, dst + k);
+      break;
+    case Linear::Format::FP8:
+      for (int64_t kb = 0; kb < K; kb += 128) {
+        const VF sc = hn::Set(df, W.scale_at(o / 128, kb / 128) * 256.0f);
+        for (int64_t k = kb; k < kb + 128 && k < K; k += N) hn::StoreU(DecFP8(W.w + o * K + k, sc), df, dst + k);
+      }
+      break;
+    case Linear::Format::FP4: {
+      const VF table = Fp4Table();
+      for (int64_t b = 0; b < K / 2; b += N) {
+        VF lo, hi;
+        DecFP4(W.w + o * (K / 2) + b, hn::Mul(table, hn::Set(df, W.scale_at(o, (2 * b) / 32))), lo, hi);
+        hn::StoreU(lo, df, dst + 2 * b);
+        hn::StoreU(hi, df, dst + 2 * b + N);
+      }
+      break;
+    }
+  }
+}
+
+// Rows [o0, o1) against S ≤ 4 tokens, dequantising in registers (decode and small batches).
+void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
+                  float* y, int64_t ys) {
+  if (!Vectorizable(W)) {
+    std::vector<float> row(static_cast<size_t>(kp));
+    const float* rp = row.data();
+    for (int64_t o = o0; o < o1; ++o) {
+      ScalarRow(W, o, kp, row.data());
+      Dot(&rp, 1, x, xs, S, kp, y + o, 1, ys);
+    }
+    return;
+  }
+  int64_t o = o0;
   switch (S) {
-    case 1: return FusedRow<1>(W, o, x, xs, kp, y, ys);
-    case 2: return FusedRow<2>(W, o, x, xs, kp, y, ys);
-    case 3: return FusedRow<3>(W, o, x, xs, kp, y, ys);
-    default: return FusedRow<4>(W, o, x, xs, kp, y, ys);
+    case 1:
+      for (; o + 4 <= o1; o += 4) FusedRows<4, 1>(W, o, x, xs, y + o, 1, ys);
+      for (; o < o1; ++o) FusedRows<1, 1>(W, o, x, xs, y + o, 1, ys);
+      break;
+    case 2:
+      for (; o + 2 <= o1; o += 2) FusedRows<2, 2>(W, o, x, xs, y + o, 1, ys);
+      for (; o < o1; ++o) FusedRows<1, 2>(W, o, x, xs, y + o, 1, ys);
+      break;
+    case 3:
+      for (; o + 2 <= o1; o += 2) FusedRows<2, 3>(W, o, x, xs, y + o, 1, ys);
+      for (; o < o1; ++o) FusedRows<1, 3>(W, o, x, xs, y + o, 1, ys);
+      break;
+    default:
+      for (; o + 2 <= o1; o += 2) FusedRows<2, 4>(W, o, x, xs, y + o, 1, ys);
+      for (; o < o1; ++o) FusedRows<1, 4>(W, o, x, xs, y + o, 1, ys);
   }
 }
 
@@ -286,7 +345,7 @@ HWY_AFTER_NAMESPACE();
 namespace dsv4::simd {
 HWY_EXPORT(Lanes);
 HWY_EXPORT(DequantRow);
-HWY_EXPORT(DotRowFused);
+HWY_EXPORT(DotRowsFused);
 HWY_EXPORT(OrderActivation);
 HWY_EXPORT(Dot);
 HWY_EXPORT(StreamSum);
@@ -300,9 +359,9 @@ size_t lanes() {
 }
 size_t padded(int64_t k) { return (size_t(k) + lanes() - 1) / lanes() * lanes(); }
 void dequant_row(const Linear& W, int64_t o, float* dst) { HWY_DYNAMIC_DISPATCH(DequantRow)(W, o, dst); }
-void dot_row_fused(const Linear& W, int64_t o, const float* x, int64_t xs, int64_t S, int64_t kp, float* y,
-                   int64_t ys) {
-  HWY_DYNAMIC_DISPATCH(DotRowFused)(W, o, x, xs, S, kp, y, ys);
+void dot_rows_fused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
+                    float* y, int64_t ys) {
+  HWY_DYNAMIC_DISPATCH(DotRowsFused)(W, o0, o1, x, xs, S, kp, y, ys);
 }
 void order_activation(const Linear& W, const float* x, float* dst) { HWY_DYNAMIC_DISPATCH(OrderActivation)(W, x, dst); }
 void dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, int64_t kp, float* y, int64_t yr,
