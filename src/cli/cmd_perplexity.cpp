@@ -1,0 +1,52 @@
+// dsv4 perplexity: mean cross-entropy of a text file under the model.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/thread_pool.h"
+#include "runtime/perplexity.h"
+
+namespace dsv4::cli {
+
+void register_eval_commands(CLI::App& app) {
+  static std::string dir, file;
+  static int64_t ctx = 512;
+  static int threads = 0;
+  static bool no_act_quant = false, json = false;
+  auto* c = app.add_subcommand("perplexity", "mean cross-entropy (nats/token) and perplexity of a text file");
+  c->add_option("-m,--model", dir, "checkpoint folder (with tokenizer.json)")->required();
+  c->add_option("-f,--file", file, "UTF-8 text file")->required();
+  c->add_option("--ctx", ctx, "window length including the BOS that starts each window");
+  c->add_option("-t,--threads", threads, "worker threads");
+  c->add_flag("--no-act-quant", no_act_quant, "fp32 activations, no FP8/FP4 round-trips");
+  c->add_flag("--json", json, "print one JSON object");
+  c->callback([] {
+    if (threads > 0) ThreadPool::set_global_threads(threads);
+    const std::string text = read_text_file(file);
+    Tokenizer tok = Tokenizer::load(dir);
+    Model model(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{});
+    const bool bar = isatty(STDERR_FILENO);
+    const auto t0 = std::chrono::steady_clock::now();
+    PerplexityResult r = perplexity(model, tok, text, ctx, [&](int64_t done, int64_t total) {
+      if (!bar) return;
+      const int width = 40, fill = int(width * done / total);
+      std::fprintf(stderr, "\r[%.*s%*s] %lld/%lld tokens", fill, "########################################",
+                   width - fill, "", (long long)done, (long long)total);
+      std::fflush(stderr);
+    });
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (bar) std::fputs("\n", stderr);
+    if (json)
+      std::printf("{\"tokens\": %lld, \"ctx\": %lld, \"mean_ce_nats\": %.6f, \"perplexity\": %.4f}\n",
+                  (long long)r.tokens, (long long)ctx, r.mean_ce_nats, r.perplexity());
+    else
+      std::printf("%lld tokens, ctx %lld: mean cross-entropy %.5f nats/token, perplexity %.3f (%.1f tokens/s)\n",
+                  (long long)r.tokens, (long long)ctx, r.mean_ce_nats, r.perplexity(), double(r.tokens) / secs);
+  });
+}
+
+}  // namespace dsv4::cli
