@@ -12,12 +12,14 @@ void register_model_commands(CLI::App& app);      // inspect, logits, generate
 void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize
 void register_chat_commands(CLI::App& app);       // render-prompt, parse-completion
 void register_run_commands(CLI::App& app);        // run, chat
+void register_eval_commands(CLI::App& app);       // perplexity
 
 inline void register_all(CLI::App& app) {
   register_model_commands(app);
   register_tokenizer_commands(app);
   register_chat_commands(app);
   register_run_commands(app);
+  register_eval_commands(app);
 }
 
 }  // namespace dsv4::cli
