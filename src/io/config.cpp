@@ -15,39 +15,43 @@ namespace {
 struct Reader {
   const json& j;
   const std::string& src;
+  std::string prefix = "";  // "rope_scaling." inside the nested object
 
   const json& at(const char* key) const {
-    if (!j.contains(key)) fail("{}: missing key '{}'", src, key);
+    if (!j.contains(key)) fail("{}: missing key '{}{}'", src, prefix, key);
     return j[key];
   }
   int integer(const char* key) const {
     auto& v = at(key);
-    if (!v.is_number_integer()) fail("{}: key '{}' must be an integer, got {}", src, key, v.dump());
-    return v.get<int>();
+    if (!v.is_number_integer()) fail("{}: key '{}{}' must be an integer, got {}", src, prefix, key, v.dump());
+    const int64_t x = v.get<int64_t>();
+    if (x < INT32_MIN || x > INT32_MAX || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT32_MAX)))
+      fail("{}: key '{}{}' = {} is out of range", src, prefix, key, v.dump());
+    return int(x);
   }
   int positive(const char* key) const {
     int v = integer(key);
-    if (v <= 0) fail("{}: key '{}' must be positive, got {}", src, key, v);
+    if (v <= 0) fail("{}: key '{}{}' must be positive, got {}", src, prefix, key, v);
     return v;
   }
   double number(const char* key) const {
     auto& v = at(key);
-    if (!v.is_number()) fail("{}: key '{}' must be a number, got {}", src, key, v.dump());
+    if (!v.is_number()) fail("{}: key '{}{}' must be a number, got {}", src, prefix, key, v.dump());
     return v.get<double>();
   }
   double number_or(const char* key, double dflt) const { return j.contains(key) ? number(key) : dflt; }
   int integer_or(const char* key, int dflt) const { return j.contains(key) ? integer(key) : dflt; }
   std::string str(const char* key) const {
     auto& v = at(key);
-    if (!v.is_string()) fail("{}: key '{}' must be a string, got {}", src, key, v.dump());
+    if (!v.is_string()) fail("{}: key '{}{}' must be a string, got {}", src, prefix, key, v.dump());
     return v.get<std::string>();
   }
   std::vector<int> ints(const char* key) const {
     auto& v = at(key);
-    if (!v.is_array()) fail("{}: key '{}' must be an array", src, key);
+    if (!v.is_array()) fail("{}: key '{}{}' must be an array", src, prefix, key);
     std::vector<int> out;
     for (auto& e : v) {
-      if (!e.is_number_integer()) fail("{}: key '{}' must hold integers, got {}", src, key, e.dump());
+      if (!e.is_number_integer()) fail("{}: key '{}{}' must hold integers, got {}", src, prefix, key, e.dump());
       out.push_back(e.get<int>());
     }
     return out;
@@ -82,9 +86,13 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   c.compress_ratios = r.ints("compress_ratios");
   c.rope_theta = r.number("rope_theta");
   c.compress_rope_theta = r.number("compress_rope_theta");
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    Reader rs{j["rope_scaling"], src};
-    std::string type = j["rope_scaling"].value("type", j["rope_scaling"].value("rope_type", std::string()));
+  {
+    // YaRN parameters come from the checkpoint; the reference's code defaults are placeholders (trap 3).
+    const json& sc = r.at("rope_scaling");
+    if (!sc.is_object()) fail("{}: key 'rope_scaling' must be an object, got {}", src, sc.dump());
+    Reader rs{sc, src, "rope_scaling."};
+    const char* tkey = sc.contains("type") ? "type" : "rope_type";
+    std::string type = rs.str(tkey);
     if (type != "yarn") fail("{}: key 'rope_scaling.type' must be 'yarn', got '{}'", src, type);
     c.rope_factor = rs.number("factor");
     c.original_seq_len = int64_t(rs.number("original_max_position_embeddings"));
@@ -98,17 +106,17 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   c.n_activated_experts = r.positive("num_experts_per_tok");
   c.n_shared_experts = r.integer_or("n_shared_experts", 1);
   c.moe_inter_dim = r.positive("moe_intermediate_size");
-  c.n_hash_layers = r.integer_or("num_hash_layers", 0);
+  c.n_hash_layers = r.integer("num_hash_layers");
   c.score_func = r.str("scoring_func");
   c.route_scale = r.number("routed_scaling_factor");
-  c.swiglu_limit = r.number_or("swiglu_limit", 0.0);
+  c.swiglu_limit = r.number("swiglu_limit");
   c.hc_mult = r.positive("hc_mult");
   c.hc_sinkhorn_iters = r.positive("hc_sinkhorn_iters");
   c.hc_eps = r.number_or("hc_eps", 1e-6);
   c.norm_eps = r.number_or("rms_norm_eps", 1e-6);
   c.bos_token_id = r.integer_or("bos_token_id", 0);
   c.eos_token_id = r.integer_or("eos_token_id", 1);
-  c.max_position_embeddings = j.value("max_position_embeddings", int64_t(1) << 20);
+  c.max_position_embeddings = j.contains("max_position_embeddings") ? r.integer("max_position_embeddings") : (1 << 20);
   if (j.contains("expert_dtype") && j["expert_dtype"].is_string()) c.expert_dtype = j["expert_dtype"];
   if (j.contains("dspark_block_size")) {
     c.dspark_block_size = r.positive("dspark_block_size");

@@ -50,7 +50,7 @@ std::vector<float> read_npy_f32(const std::string& path, std::vector<int64_t>& s
   }
   if (10 + hl + size_t(n) * 4 != s.size()) fail("{}: data size does not match shape", path);
   std::vector<float> out(static_cast<size_t>(n));
-  std::memcpy(out.data(), s.data() + 10 + hl, size_t(n) * 4);
+  if (n > 0) std::memcpy(out.data(), s.data() + 10 + hl, size_t(n) * 4);
   return out;
 }
 

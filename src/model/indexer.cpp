@@ -5,6 +5,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/hadamard.h"
+#include "kernels/matmul_simd.h"
 #include "kernels/quant.h"
 #include "kernels/rope.h"
 #include "kernels/topk.h"
@@ -69,8 +70,7 @@ std::vector<std::vector<int32_t>> indexer_forward(const IndexerWeights& w, const
         float acc = 0;
         for (int h = 0; h < nH; ++h) {
           const float* qh = q.data() + (r * size_t(nH) + size_t(h)) * size_t(dI);
-          float d = 0;
-          for (int i = 0; i < dI; ++i) d += qh[i] * kj[i];
+          const float d = simd::dot_f32(qh, kj, size_t(dI));
           acc += wts[r * size_t(nH) + size_t(h)] * std::max(d, 0.0f);
         }
         score[size_t(j)] = acc;
