@@ -23,7 +23,10 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   if (n == 0) return;
   size_t threads = size_t(size());
   size_t chunks = std::min(threads, (n + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
-  if (chunks <= 1 || workers_.empty()) {
+  // A second caller (another thread, or a nested call from inside a job) runs its work inline
+  // rather than waiting: outputs do not depend on how the range is split.
+  std::unique_lock<std::mutex> busy(dispatch_mu_, std::try_to_lock);
+  if (chunks <= 1 || workers_.empty() || !busy.owns_lock()) {
     fn(0, n);
     return;
   }

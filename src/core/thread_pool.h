@@ -18,7 +18,8 @@ class ThreadPool {
   ~ThreadPool();
   int size() const { return int(workers_.size()) + 1; }
 
-  // Calls fn(begin, end) on disjoint chunks covering [0, n); the caller thread takes part.
+  // Calls fn(begin, end) on disjoint chunks covering [0, n); the caller thread takes part. Safe to call
+  // from several threads at once (one of them gets the workers, the others run inline).
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk = 1);
 
   static ThreadPool& global();
@@ -27,7 +28,7 @@ class ThreadPool {
  private:
   void worker(int idx);
   std::vector<std::thread> workers_;
-  std::mutex mu_;
+  std::mutex mu_, dispatch_mu_;
   std::condition_variable cv_start_, cv_done_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0, job_chunks_ = 0;

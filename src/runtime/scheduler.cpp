@@ -68,6 +68,9 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
   if (opt_.max_parallel < 1) fail("--parallel must be at least 1");
   if (opt_.max_context < 2) fail("--ctx must be at least 2");
   if (opt_.prefill_chunk < 1) fail("the prefill chunk must be at least 1 token");
+  // Checkpoints pad the head past the last token (V4: 129280 rows); those rows must never be drawn.
+  for (int32_t v = 0; v < int32_t(model_.config().vocab_size); ++v)
+    if (!tok_.has_token(v)) untokenizable_.push_back(v);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -206,8 +209,9 @@ void Scheduler::finish(Active& a, const std::string& reason, int32_t stop_token)
   else ++stats_.requests_finished;
 }
 
-void Scheduler::emit_token(Active& a, const float* logits) {
+void Scheduler::emit_token(Active& a, float* logits) {
   const int64_t V = model_.config().vocab_size;
+  for (int32_t v : untokenizable_) logits[v] = -INFINITY;
   const int32_t tok = a.sampler->sample(std::span<const float>(logits, size_t(V)), a.generated);
   GenerationEvent e = a.event(GenerationEvent::Kind::Token);
   e.token = tok;

@@ -94,13 +94,14 @@ class Scheduler {
   void step(std::vector<std::unique_ptr<Active>>& active);
   void admit(std::vector<std::unique_ptr<Active>>& active);
   void finish(Active& a, const std::string& reason, int32_t stop_token = -1);
-  void emit_token(Active& a, const float* logits);
+  void emit_token(Active& a, float* logits);  // masks untokenizable ids in place
   void cache_put(const std::vector<int32_t>& tokens, const SequenceState& st);
   const CacheEntry* cache_lookup(const std::vector<int32_t>& prompt);
 
   const Model& model_;
   Tokenizer tok_;
   SchedulerOptions opt_;
+  std::vector<int32_t> untokenizable_;  // model ids the tokenizer cannot decode: never sampled
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Active>> queue_;

@@ -129,6 +129,9 @@ bool Tokenizer::is_special(int32_t id) const {
 }
 
 size_t Tokenizer::vocab_size() const { return impl_->vocab_size(); }
+bool Tokenizer::has_token(int32_t id) const {
+  return id >= 0 && static_cast<size_t>(id) < impl_->flags.size() && (impl_->flags[size_t(id)] & tok::TokenizerImpl::kPresent);
+}
 int32_t Tokenizer::bos_id() const { return impl_->bos; }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }
 

@@ -42,6 +42,7 @@ class Tokenizer {
   std::string token_text(int32_t id) const;         // decoded bytes of one token (may be partial UTF-8)
   bool is_special(int32_t id) const;                // an added token flagged "special"
   size_t vocab_size() const;                        // number of ids (max id + 1)
+  bool has_token(int32_t id) const;                 // id in range and bound to a token
   int32_t bos_id() const;                           // "<｜begin▁of▁sentence｜>" or -1
   int32_t eos_id() const;                           // "<｜end▁of▁sentence｜>" or -1
 
