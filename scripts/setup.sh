@@ -15,3 +15,17 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Node.js and the official openai client for the server tests (tests/server), from the npm registry at
+# the versions pinned in its package-lock.json. Skipped when both are already there.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+srv="$(cd "$(dirname "$0")/.." && pwd)/tests/server"
+if ! cmp -s "$srv/package-lock.json" "$srv/node_modules/.package-lock.json.installed" 2>/dev/null; then
+  (cd "$srv" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$srv/package-lock.json" "$srv/node_modules/.package-lock.json.installed"
+fi

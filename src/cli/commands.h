@@ -13,6 +13,7 @@ void register_tokenizer_commands(CLI::App& app);  // tokenize, detokenize
 void register_chat_commands(CLI::App& app);       // render-prompt, parse-completion
 void register_run_commands(CLI::App& app);        // run, chat
 void register_eval_commands(CLI::App& app);       // perplexity
+void register_serve_commands(CLI::App& app);      // serve
 
 inline void register_all(CLI::App& app) {
   register_model_commands(app);
@@ -20,6 +21,7 @@ inline void register_all(CLI::App& app) {
   register_chat_commands(app);
   register_run_commands(app);
   register_eval_commands(app);
+  register_serve_commands(app);
 }
 
 }  // namespace dsv4::cli

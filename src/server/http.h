@@ -1,0 +1,64 @@
+#pragma once
+// HTTP glue shared by the route families: JSON and error responses, the handler wrapper (errors,
+// metrics), and server-sent events with keep-alives and client-disconnect cancellation.
+#include <httplib.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "server/common.h"
+#include "server/generation.h"
+
+namespace dsv4::server {
+
+enum class ErrorStyle { OpenAI, Anthropic };
+
+void send_json(httplib::Response& res, const Json& j, int status = 200);
+void send_error(httplib::Response& res, const ApiError& e, ErrorStyle style);
+Json error_body(const ApiError& e, ErrorStyle style);
+
+// 401 unless the request carries the server's key (Authorization: Bearer, or x-api-key).
+void check_api_key(const Context& ctx, const httplib::Request& req);
+
+using RouteFn = std::function<void(const httplib::Request&, httplib::Response&)>;
+// Wraps a route: the API key is checked (except on /health), ApiError and dsv4::Error become error responses in the route's style, anything else a
+// 500; every request is counted under `name` in /metrics.
+httplib::Server::Handler route(Context& ctx, std::string name, ErrorStyle style, RouteFn fn);
+
+class SseWriter {
+ public:
+  explicit SseWriter(httplib::DataSink& sink) : sink_(sink) {}
+  bool data(const Json& j) { return text("data: " + dump(j) + "\n\n"); }
+  bool event(std::string_view name, const Json& j) {
+    return text("event: " + std::string(name) + "\ndata: " + dump(j) + "\n\n");
+  }
+  bool text(const std::string& s);
+  double idle_seconds() const;
+  bool ok() const { return ok_; }
+
+ private:
+  httplib::DataSink& sink_;
+  bool ok_ = true;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// Streams a generation as SSE from a chunked content provider: `on_delta` writes each batch of output,
+// `keep_alive` writes a ping when nothing was written for the configured interval (a long prefill or a
+// full queue), `on_done` writes the closing events. A failed write cancels the generation at once.
+struct StreamHooks {
+  std::function<void(SseWriter&)> on_start;
+  std::function<void(SseWriter&, Delta&)> on_delta;
+  std::function<void(SseWriter&)> keep_alive;
+  std::function<void(SseWriter&, const Outcome&)> on_done;
+};
+void stream_response(Context& ctx, httplib::Response& res, std::shared_ptr<Generation> gen, StreamHooks hooks);
+
+// Runs a generation to its end for a non-streaming response; a client that leaves cancels it.
+Delta run_to_end(Generation& gen);
+
+// Logprobs of one token in the chat-completions shape {token, logprob, bytes, top_logprobs}.
+Json token_logprob_json(const Tokenizer& tok, const TokenInfo& t);
+
+}  // namespace dsv4::server

@@ -1,0 +1,80 @@
+// GET /health, /v1/models, /metrics; POST /tokenize, /detokenize.
+#include "server/http.h"
+#include "server/routes.h"
+
+namespace dsv4::server {
+
+namespace {
+
+Json model_json(const Context& ctx, const std::string& id) {
+  return {{"id", id},
+          {"object", "model"},
+          {"created", 0},
+          {"owned_by", "dsv4"},
+          {"max_model_len", ctx.sched.options().max_context},
+          {"root", ctx.opt.model_dir}};
+}
+
+void tokenize(Context& ctx, const httplib::Request& http, httplib::Response& res) {
+  const Json body = parse_body(http.body);
+  ctx.check_model(body);
+  // llama.cpp's {"content"} and vLLM's {"prompt"}; special tokens are parsed, BOS is never added.
+  auto text = opt_string(body, "content", "");
+  if (!text) text = opt_string(body, "prompt", "");
+  if (!text) bad_request("content", "'content' (the text to tokenize) is required");
+  const bool pieces = opt_bool(body, "with_pieces", "").value_or(false);
+  const auto ids = ctx.tok().encode(*text, true);
+  Json toks = Json::array();
+  for (int32_t id : ids) {
+    if (pieces) toks.push_back({{"id", id}, {"piece", ctx.tok().token_text(id)}});
+    else toks.push_back(id);
+  }
+  send_json(res, {{"tokens", toks}, {"count", ids.size()}, {"max_model_len", ctx.sched.options().max_context}});
+}
+
+void detokenize(Context& ctx, const httplib::Request& http, httplib::Response& res) {
+  const Json body = parse_body(http.body);
+  const Json* t = opt_array(body, "tokens", "");
+  if (!t) bad_request("tokens", "'tokens' (an array of token ids) is required");
+  std::vector<int32_t> ids;
+  const int64_t V = int64_t(ctx.tok().vocab_size());
+  for (const auto& v : *t) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= V)
+      bad_request("tokens", fmt::format("'tokens' must hold token ids in [0, {})", V));
+    ids.push_back(int32_t(v.get<int64_t>()));
+  }
+  send_json(res, {{"content", ctx.tok().decode(ids)}});
+}
+
+}  // namespace
+
+void add_info_routes(httplib::Server& svr, Context& ctx) {
+  auto S = ErrorStyle::OpenAI;
+  auto health = [&ctx](const httplib::Request&, httplib::Response& res) {
+    const auto s = ctx.sched.stats();
+    send_json(res, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}});
+  };
+  svr.Get("/health", route(ctx, "/health", S, health));
+  svr.Get("/v1/health", route(ctx, "/health", S, health));
+  auto models = [&ctx](const httplib::Request&, httplib::Response& res) {
+    send_json(res, {{"object", "list"}, {"data", Json::array({model_json(ctx, ctx.model_id())})}});
+  };
+  svr.Get("/v1/models", route(ctx, "/v1/models", S, models));
+  svr.Get("/models", route(ctx, "/v1/models", S, models));
+  svr.Get(R"(/v1/models/(.+))", route(ctx, "/v1/models/{id}", S, [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    for (const auto& n : ctx.opt.model_names)
+      if (n == id) return send_json(res, model_json(ctx, ctx.model_id()));
+    throw ApiError(404, fmt::format("The model '{}' does not exist", id), "model", "invalid_request_error",
+                   "model_not_found");
+  }));
+  svr.Get("/metrics", route(ctx, "/metrics", S, [&ctx](const httplib::Request&, httplib::Response& res) {
+    const auto& o = ctx.sched.options();
+    res.set_content(ctx.metrics.render(ctx.sched.stats(), o.max_parallel, o.max_context),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  }));
+  svr.Post("/tokenize", route(ctx, "/tokenize", S, [&ctx](auto& q, auto& r) { tokenize(ctx, q, r); }));
+  svr.Post("/detokenize", route(ctx, "/detokenize", S, [&ctx](auto& q, auto& r) { detokenize(ctx, q, r); }));
+}
+
+}  // namespace dsv4::server

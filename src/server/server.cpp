@@ -1,0 +1,89 @@
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <thread>
+
+#include "chat/markers.h"
+#include "server/http.h"
+#include "server/routes.h"
+
+namespace dsv4::server {
+
+struct Server::Impl {
+  Context ctx;
+  httplib::Server http;
+  Impl(Scheduler& s, ServerOptions o) : ctx(s, std::move(o)) {}
+};
+
+Server::Server(Scheduler& sched, ServerOptions opt) {
+  if (opt.model_names.empty()) fail("the server needs a model name");
+  impl_ = std::make_unique<Impl>(sched, std::move(opt));
+  Context& ctx = impl_->ctx;
+  ctx.eos_id = int32_t(sched.model().config().eos_token_id);
+  ctx.think_close_id = sched.tokenizer().token_id(chat::marker::kThinkClose);
+  auto& svr = impl_->http;
+  const int threads = std::max(ctx.opt.http_threads, 8);
+  // One thread per open connection: every streaming client holds one for its whole answer.
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  svr.set_payload_max_length(ctx.opt.max_body_bytes);
+  // Idle keep-alive connections outlive the clients' own timeouts (Node: 4 s), so a client never
+  // reuses a connection the server is closing at that moment; stop() shuts idle ones down.
+  svr.set_keep_alive_timeout(10);
+  svr.set_keep_alive_max_count(100000);
+  svr.set_read_timeout(60);
+  svr.set_write_timeout(30);
+  svr.set_tcp_nodelay(true);
+
+  add_info_routes(svr, ctx);
+  add_openai_routes(svr, ctx);
+  add_responses_routes(svr, ctx);
+  add_anthropic_routes(svr, ctx);
+
+  // Statuses httplib sets itself (no route, body too large, bad request line) get an API error body.
+  svr.set_error_handler(httplib::Server::HandlerWithResponse([&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    const ErrorStyle style = req.path.rfind("/v1/messages", 0) == 0 ? ErrorStyle::Anthropic : ErrorStyle::OpenAI;
+    std::string msg;
+    if (res.status == 404) msg = fmt::format("Unknown route: {} {}", req.method, req.path);
+    else if (res.status == 413)
+      msg = fmt::format("The request body is larger than the limit of {} bytes", ctx.opt.max_body_bytes);
+    else msg = fmt::format("HTTP {}", res.status);
+    const int status = res.status;
+    send_error(res, ApiError(status, msg), style);
+    ctx.metrics.request("other", status);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+}
+
+Server::~Server() = default;
+
+int Server::bind() {
+  auto& o = impl_->ctx.opt;
+  int port = o.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(o.host);
+    if (port < 0) fail("cannot listen on {}: no free port", o.host);
+  } else if (!impl_->http.bind_to_port(o.host, port)) {
+    fail("cannot listen on {}:{} (address in use, or not an address of this machine)", o.host, port);
+  }
+  o.port = port;
+  return port;
+}
+
+void Server::run() {
+  if (!impl_->ctx.stopping.load()) impl_->http.listen_after_bind();
+}
+
+void Server::stop() {
+  Context& ctx = impl_->ctx;
+  if (ctx.stopping.exchange(true)) return;
+  // Streams see `stopping`, cancel their generations and end their responses; give them a moment.
+  for (int i = 0; i < 100 && ctx.metrics.streams_active() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  impl_->http.stop();
+  if (ctx.opt.port > 0) ConnectionWatch::shutdown_all(ctx.opt.port);
+}
+
+}  // namespace dsv4::server
