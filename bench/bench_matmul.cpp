@@ -5,8 +5,8 @@
 //                     Weights rotate through copies totalling >= 256 MiB so every token streams them
 //                     from DRAM, as real decode does (13B active parameters never fit in a cache).
 //   BM_MatmulPrefill: S = 64, 256, the compute-bound case; flops_per_second = 2·S·out·in / time.
-//   BM_StreamSum: the machine's read bandwidth, to read the decode numbers against. (No FMA roof: the
-//                 compiler folds simd::fma_burn's 12 identical chains into one, so it over-reports 12x.)
+//   BM_StreamSum: the machine's read bandwidth, to read the decode numbers against.
+//   BM_FmaPeak:   the fp32 FMA peak (simd::fma_burn), to read the prefill numbers against.
 // FP8/FP4 layers run with act_quant on, as the model does; BF16/F32 layers never quantise activations.
 #include <benchmark/benchmark.h>
 
@@ -226,6 +226,20 @@ void BM_StreamSum(benchmark::State& st, ThreadPool& pool) {
   st.counters["threads"] = double(P);
 }
 
+void BM_FmaPeak(benchmark::State& st, ThreadPool& pool) {
+  const size_t P = size_t(pool.size());
+  std::vector<float> sink(P * 16, 1.0f);
+  std::vector<double> flops(P);
+  for (auto _ : st)
+    pool.parallel_for(P, [&](size_t b, size_t e) {
+      for (size_t p = b; p < e; ++p) flops[p] = dsv4::simd::fma_burn(2'000'000, &sink[p * 16]);
+    });
+  double total = 0;
+  for (double f : flops) total += f;
+  st.counters["flops_per_second"] = benchmark::Counter(total, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["threads"] = double(P);
+}
+
 // Parallel cases need wall time: the default (main-thread CPU time) would not count the workers.
 template <typename Fn>
 void add(const std::string& name, Fn fn) {
@@ -236,6 +250,7 @@ bool register_all() {
   for (const PoolChoice& p : kPools) {
     const std::string sfx = std::string("/") + p.suffix;
     add("BM_StreamSum" + sfx, [&p](benchmark::State& st) { BM_StreamSum(st, p.get()); });
+    add("BM_FmaPeak" + sfx, [&p](benchmark::State& st) { BM_FmaPeak(st, p.get()); });
   }
   for (const Shape& sh : kDecode)
     for (const PoolChoice& p : kPools)

@@ -23,45 +23,56 @@ void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, in
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// Per-format decoders of one weight vector (exact). FP8: e4m3 → f16 bits (s.0eeee.mmm0000000) is exact,
-// subnormals included, and the ×2^8 bias fix is folded into the scale.
+// Per-format decoders of one weight vector (exact).
 HWY_INLINE VF DecBF16(const uint16_t* p) {
   const DF df;
   const hn::Rebind<uint16_t, DF> d16;
   return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d16, p))));
 }
-HWY_INLINE VF DecFP8(const uint8_t* p, VF scale256) {
+// FP8 e4m3 → f16 bits (s.0eeee.mmm0000000) is exact, subnormals included; the f16 is the e4m3 value
+// times 2^-8, so `mul` is the block scale times 2^8. Scales above 2^119 would overflow that product:
+// Fp8ScaleFits says when the caller must scale in two steps.
+HWY_INLINE VF DecFP8(const uint8_t* p, VF mul) {
   const DF df;
   const hn::Rebind<uint8_t, DF> d8;
   const hn::Rebind<uint16_t, DF> d16;
   const hn::Rebind<hwy::float16_t, DF> dh;
   const auto b = hn::PromoteTo(d16, hn::LoadU(d8, p));
   const auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, 0x80))), hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, 0x7f))));
-  return hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), scale256);
+  return hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), mul);
 }
-// FP4: N packed bytes → low nibbles (even elements) and high nibbles (odd elements); `t` is the
-// magnitude table {0, .5, 1, 1.5, 2, 3, 4, 6} times the block scale.
+constexpr float kFp8Bias = 256.0f;  // 2^8
+HWY_INLINE bool Fp8ScaleFits(float scale) { return scale <= 6.64613997892458e35f; }  // 2^119
+// FP4: N packed bytes → low nibbles (even elements) and high nibbles (odd elements). With 16 lanes
+// one permute of the signed 16-entry table (times the block scale) decodes a nibble; with 8 lanes
+// the magnitude table is looked up and the sign bit ORed in.
+HWY_INLINE VF Fp4Table(float scale) {
+  alignas(64) static constexpr float tab[16] = {0.f,  .5f,  1.f,  1.5f,  2.f,  3.f,  4.f,  6.f,
+                                                -0.f, -.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+  const DF df;
+  return hn::Mul(hn::LoadU(df, tab), hn::Set(df, scale));
+}
 HWY_INLINE void DecFP4(const uint8_t* p, VF t, VF& lo, VF& hi) {
   const DF df;
   const hn::RebindToUnsigned<DF> du;
   const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint8_t, DF> d8;
   const auto c = hn::PromoteTo(du, hn::LoadU(d8, p));
-  const auto m7 = hn::Set(du, 7);
-  lo = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, m7)))),
-              hn::BitCast(df, hn::ShiftLeft<28>(hn::And(c, hn::Set(du, 8)))));
-  hi = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(hn::ShiftRight<4>(c), m7)))),
-              hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, hn::Set(du, 0x80)))));
-}
-HWY_INLINE VF Fp4Table() {
-  alignas(64) static constexpr float mag[HWY_LANES(float) >= 8 ? HWY_LANES(float) : 8] = {0.f, .5f, 1.f, 1.5f,
-                                                                                          2.f, 3.f, 4.f, 6.f};
-  return hn::LoadU(DF(), mag);
+  if constexpr (HWY_LANES(float) >= 16) {
+    lo = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, hn::Set(du, 15)))));
+    hi = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::ShiftRight<4>(c))));
+  } else {
+    const auto m7 = hn::Set(du, 7);
+    lo = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, m7)))),
+                hn::BitCast(df, hn::ShiftLeft<28>(hn::And(c, hn::Set(du, 8)))));
+    hi = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(hn::ShiftRight<4>(c), m7)))),
+                hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, hn::Set(du, 0x80)))));
+  }
 }
 // Formats and sizes the vector decoders cover; the rest (odd K, FP4 on narrow targets) is scalar.
 bool Vectorizable(const Linear& W) {
   const int64_t N = int64_t(hn::Lanes(DF()));
-  if (W.fmt == Linear::Format::FP4) return HWY_LANES(float) >= 8 && HWY_LANES(float) <= 16;
+  if (W.fmt == Linear::Format::FP4) return N == 8 || N == 16;
   if (W.fmt == Linear::Format::FP8) return W.in % N == 0 && 128 % N == 0;
   return W.in % N == 0;
 }
@@ -101,35 +112,51 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
   };
   switch (W.fmt) {
     case Linear::Format::F32:
-      for (int64_t k = 0; k < K; k += N)
+      for (int64_t k = 0; k < K; k += N) {
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) fma(r, k, hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k));
+      }
       break;
     case Linear::Format::BF16:
-      for (int64_t k = 0; k < K; k += N)
+      for (int64_t k = 0; k < K; k += N) {
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) fma(r, k, DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k));
+      }
       break;
     case Linear::Format::FP8:
       for (int64_t kb = 0; kb < K; kb += 128) {
         VF sc[R];
+        bool fits = true;
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) sc[r] = hn::Set(df, W.scale_at((o + r) / 128, kb / 128) * 256.0f);
-        for (int64_t k = kb; k < kb + 128 && k < K; k += N)
+        for (int r = 0; r < R; ++r) {
+          const float s = W.scale_at((o + r) / 128, kb / 128);
+          fits = fits && Fp8ScaleFits(s);
+          sc[r] = hn::Set(df, fits ? s * kFp8Bias : s);
+        }
+        if (fits) {
+          for (int64_t k = kb; k < kb + 128 && k < K; k += N) {
 #pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) fma(r, k, DecFP8(W.w + (o + r) * K + k, sc[r]));
+            for (int r = 0; r < R; ++r) fma(r, k, DecFP8(W.w + (o + r) * K + k, sc[r]));
+          }
+        } else {  // huge scales: 2^120 first, then the scale (still exact)
+#pragma GCC unroll 4
+          for (int r = 0; r < R; ++r) sc[r] = hn::Set(df, W.scale_at((o + r) / 128, kb / 128));
+          for (int64_t k = kb; k < kb + 128 && k < K; k += N)
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) fma(r, k, hn::Mul(DecFP8(W.w + (o + r) * K + k, hn::Set(df, kFp8Bias)), sc[r]));
+        }
       }
       break;
     case Linear::Format::FP4: {
-      const VF table = Fp4Table();
-      for (int64_t b = 0; b < K / 2; b += N)
+      for (int64_t b = 0; b < K / 2; b += N) {
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
           VF lo, hi;
-          DecFP4(W.w + (o + r) * (K / 2) + b, hn::Mul(table, hn::Set(df, W.scale_at(o + r, (2 * b) / 32))), lo, hi);
+          DecFP4(W.w + (o + r) * (K / 2) + b, Fp4Table(W.scale_at(o + r, (2 * b) / 32)), lo, hi);
           fma(r, 2 * b, lo);
           fma(r, 2 * b + N, hi);
         }
+      }
       break;
     }
   }
@@ -152,15 +179,17 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
       break;
     case Linear::Format::FP8:
       for (int64_t kb = 0; kb < K; kb += 128) {
-        const VF sc = hn::Set(df, W.scale_at(o / 128, kb / 128) * 256.0f);
-        for (int64_t k = kb; k < kb + 128 && k < K; k += N) hn::StoreU(DecFP8(W.w + o * K + k, sc), df, dst + k);
+        const float s = W.scale_at(o / 128, kb / 128);
+        const bool fits = Fp8ScaleFits(s);
+        const VF m1 = hn::Set(df, fits ? s * kFp8Bias : kFp8Bias), m2 = hn::Set(df, fits ? 1.0f : s);
+        for (int64_t k = kb; k < kb + 128 && k < K; k += N)
+          hn::StoreU(hn::Mul(DecFP8(W.w + o * K + k, m1), m2), df, dst + k);
       }
       break;
     case Linear::Format::FP4: {
-      const VF table = Fp4Table();
       for (int64_t b = 0; b < K / 2; b += N) {
         VF lo, hi;
-        DecFP4(W.w + o * (K / 2) + b, hn::Mul(table, hn::Set(df, W.scale_at(o, (2 * b) / 32))), lo, hi);
+        DecFP4(W.w + o * (K / 2) + b, Fp4Table(W.scale_at(o, (2 * b) / 32)), lo, hi);
         hn::StoreU(lo, df, dst + 2 * b);
         hn::StoreU(hi, df, dst + 2 * b + N);
       }
@@ -325,8 +354,10 @@ double FmaBurn(int64_t iters, float* sink) {
   const hn::ScalableTag<float> df;
   // 12 independent chains cover the FMA latency × throughput of current cores.
   auto m = hn::Set(df, 0.999999f), c = hn::Set(df, 1e-7f);
-  auto a0 = hn::Set(df, 1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0,
-       a10 = a0, a11 = a0;
+  // Distinct starting values: identical chains would be merged by the compiler into one.
+  auto a0 = hn::Set(df, sink[0]), a1 = hn::Add(a0, c), a2 = hn::Add(a1, c), a3 = hn::Add(a2, c), a4 = hn::Add(a3, c),
+       a5 = hn::Add(a4, c), a6 = hn::Add(a5, c), a7 = hn::Add(a6, c), a8 = hn::Add(a7, c), a9 = hn::Add(a8, c),
+       a10 = hn::Add(a9, c), a11 = hn::Add(a10, c);
   for (int64_t i = 0; i < iters; ++i) {
     a0 = hn::MulAdd(a0, m, c); a1 = hn::MulAdd(a1, m, c); a2 = hn::MulAdd(a2, m, c); a3 = hn::MulAdd(a3, m, c);
     a4 = hn::MulAdd(a4, m, c); a5 = hn::MulAdd(a5, m, c); a6 = hn::MulAdd(a6, m, c); a7 = hn::MulAdd(a7, m, c);

@@ -32,7 +32,8 @@ float dot_f32(const float* a, const float* b, size_t n);
 void axpy(float a, const float* x, float* y, size_t n);
 // Streaming read of n floats (for the bandwidth probe); returns their sum so it is not optimised away.
 double stream_sum(const float* p, size_t n);
-// A register-resident FMA loop; returns the number of flops performed (2 per lane per FMA).
+// A register-resident FMA loop seeded from sink[0] (written back); returns the flops performed
+// (2 per lane per FMA).
 double fma_burn(int64_t iters, float* sink);
 
 }  // namespace simd
