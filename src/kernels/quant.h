@@ -8,6 +8,8 @@ namespace dsv4 {
 // Rule 1/2: in-place FP8 e4m3 round-trip per block along a row: s = ceil-pow2(max(amax,1e-4)/448),
 // x = e4m3(clamp(x/s, ±448)) * s. Activations use 128-wide blocks, KV nope dims 64-wide blocks.
 void fp8_roundtrip(float* x, size_t n, size_t block);
+// round_e4m3(v) for |v| <= 448 (the fast path of fp8_roundtrip).
+float round_e4m3_small(float v);
 // Rule 3: in-place FP4 e2m1 round-trip in 32-wide blocks, s = ceil-pow2(max(amax, 6*2^-126)/6).
 void fp4_roundtrip(float* x, size_t n, size_t block = 32);
 

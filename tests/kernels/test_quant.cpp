@@ -33,6 +33,25 @@ void expect_bitwise(const std::vector<float>& got, const std::vector<float>& wan
 
 }  // namespace
 
+TEST(Fp8Roundtrip, FastRoundingEqualsTheCodecOnEveryGridPointAndMidpoint) {
+  // Every e4m3 value, the midpoints between neighbours (ties), one f32 ulp either side of each, and
+  // random values across the whole range including the subnormal grid.
+  std::vector<float> grid;
+  for (int c = 0; c < 0x7f; ++c) grid.push_back(e4m3_to_f32(uint8_t(c)));
+  std::vector<float> probes;
+  for (size_t i = 0; i < grid.size(); ++i) {
+    probes.push_back(grid[i]);
+    if (i + 1 < grid.size()) {
+      const float mid = (grid[i] + grid[i + 1]) / 2;
+      probes.insert(probes.end(), {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)});
+    }
+  }
+  for (float u : ref::randu(200000, 7, -30, 8.8)) probes.push_back(std::exp2(u));
+  for (float v : probes)
+    for (float sv : {v, -v})
+      ASSERT_EQ(f32_to_bits(round_e4m3_small(sv)), f32_to_bits(round_e4m3(sv))) << sv;
+}
+
 TEST(Fp8Roundtrip, Blocks128WithPartialLastBlock) {
   for (size_t n : {size_t(128), size_t(384), size_t(128 * 3 + 50), size_t(7), size_t(300)}) {
     auto x = varied(n, 128, uint32_t(n));
