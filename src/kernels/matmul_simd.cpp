@@ -58,7 +58,7 @@ HWY_INLINE void DecFP4(const uint8_t* p, VF t, VF& lo, VF& hi) {
   const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint8_t, DF> d8;
   const auto c = hn::PromoteTo(du, hn::LoadU(d8, p));
-  if constexpr (HWY_LANES(float) >= 16) {
+  if (hn::Lanes(df) == 16) {  // Vectorizable admits 8 or 16 lanes
     lo = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, hn::Set(du, 15)))));
     hi = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::ShiftRight<4>(c))));
   } else {
@@ -112,16 +112,14 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
   };
   switch (W.fmt) {
     case Linear::Format::F32:
-      for (int64_t k = 0; k < K; k += N) {
+      for (int64_t k = 0; k < K; k += N)
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) fma(r, k, hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k));
-      }
       break;
     case Linear::Format::BF16:
-      for (int64_t k = 0; k < K; k += N) {
+      for (int64_t k = 0; k < K; k += N)
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) fma(r, k, DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k));
-      }
       break;
     case Linear::Format::FP8:
       for (int64_t kb = 0; kb < K; kb += 128) {
@@ -134,11 +132,10 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
           sc[r] = hn::Set(df, fits ? s * kFp8Bias : s);
         }
         if (fits) {
-          for (int64_t k = kb; k < kb + 128 && k < K; k += N) {
+          for (int64_t k = kb; k < kb + 128 && k < K; k += N)
 #pragma GCC unroll 4
             for (int r = 0; r < R; ++r) fma(r, k, DecFP8(W.w + (o + r) * K + k, sc[r]));
-          }
-        } else {  // huge scales: 2^120 first, then the scale (still exact)
+        } else {  // huge scales: 2^8 first, then the scale (still exact)
 #pragma GCC unroll 4
           for (int r = 0; r < R; ++r) sc[r] = hn::Set(df, W.scale_at((o + r) / 128, kb / 128));
           for (int64_t k = kb; k < kb + 128 && k < K; k += N)
@@ -148,7 +145,7 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
       }
       break;
     case Linear::Format::FP4: {
-      for (int64_t b = 0; b < K / 2; b += N) {
+      for (int64_t b = 0; b < K / 2; b += N)
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
           VF lo, hi;
@@ -156,7 +153,6 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
           fma(r, 2 * b, lo);
           fma(r, 2 * b + N, hi);
         }
-      }
       break;
     }
   }
