@@ -1,9 +1,36 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace dsv4 {
+
+namespace {
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+// Spins until done() or about `budget` has passed; returns done().
+template <class F>
+bool spin_until(F done, std::chrono::microseconds budget = std::chrono::microseconds(200)) {
+  const auto t_end = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= t_end) return done();
+  }
+}
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -44,22 +71,26 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     job_chunks_ = chunks;
     next_chunk_ = 0;
     pending_ = workers_.size();
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   cv_start_.notify_all();
   run_chunks();
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(all_done)) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, all_done);
+  }
   job_ = nullptr;
 }
 
 void ThreadPool::worker(int) {
   uint64_t seen = 0;
   for (;;) {
+    spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
     std::unique_lock<std::mutex> lk(mu_);
-    cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
+    cv_start_.wait(lk, [&] { return stop_ || generation_.load() != seen; });
     if (stop_) return;
-    seen = generation_;
+    seen = generation_.load();
     auto* fn = job_;
     size_t n = job_n_, chunks = job_chunks_;
     lk.unlock();
@@ -68,8 +99,10 @@ void ThreadPool::worker(int) {
       if (c >= chunks) break;
       (*fn)(n * c / chunks, n * (c + 1) / chunks);
     }
-    lk.lock();
-    if (--pending_ == 0) cv_done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> done(mu_);  // the caller may be between its check and its wait
+      cv_done_.notify_one();
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // A fixed pool of workers with a cheap fork-join parallel_for. Work is split statically by index
 // so every output element is computed by exactly one thread in a fixed order: results do not
-// depend on the thread count.
+// depend on the thread count. Decode issues hundreds of sub-millisecond jobs per token, so workers
+// and the caller spin briefly before sleeping: a futex wake costs as much as a small job.
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -33,8 +34,8 @@ class ThreadPool {
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0, job_chunks_ = 0;
   std::atomic<size_t> next_chunk_{0};
-  size_t pending_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<size_t> pending_{0};
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
 };
 

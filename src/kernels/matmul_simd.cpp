@@ -1,6 +1,8 @@
 #include "kernels/matmul_simd.h"
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/dtype.h"
@@ -41,6 +43,17 @@ HWY_INLINE VF DecFP8(const uint8_t* p, VF mul) {
   const auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, 0x80))), hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, 0x7f))));
   return hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), mul);
 }
+// The same f16 bits in three operations, for blocks whose scale has moved onto the activations.
+HWY_INLINE VF DecFP8Raw(const uint8_t* p) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int16_t, DF> d16;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  // Sign-extended, shifted left by 7: s.s.eeee.mmm.0000000; clearing bit 14 leaves s.0eeee.mmm0000000.
+  const auto h = hn::And(hn::ShiftLeft<7>(hn::PromoteTo(d16, hn::LoadU(d8, reinterpret_cast<const int8_t*>(p)))),
+                         hn::Set(d16, int16_t(0xBFFF)));
+  return hn::PromoteTo(df, hn::BitCast(dh, h));
+}
 constexpr float kFp8Bias = 256.0f;  // 2^8
 HWY_INLINE bool Fp8ScaleFits(float scale) { return scale <= 6.64613997892458e35f; }  // 2^119
 // FP4: N packed bytes → low nibbles (even elements) and high nibbles (odd elements). With 16 lanes
@@ -69,6 +82,25 @@ HWY_INLINE void DecFP4(const uint8_t* p, VF t, VF& lo, VF& hi) {
                 hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, hn::Set(du, 0x80)))));
   }
 }
+// The n E8M0 (or F32) block scales of FP4 row o as floats, exactly: 2^(b-127), 2^-127 for b = 0
+// (subnormal), NaN for b = 255.
+void Fp4RowScales(const Linear& W, int64_t o, int64_t n, float* dst) {
+  const uint8_t* p = W.scale + (W.scale_f32 ? 4 : 1) * o * W.scale_cols;
+  if (W.scale_f32) return (void)std::memcpy(dst, p, size_t(n) * 4);
+  const DF df;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<uint8_t, DF> d8;
+  const int64_t N = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto b = hn::PromoteTo(du, hn::LoadU(d8, p + i));
+    auto bits = hn::IfThenElse(hn::Eq(b, hn::Zero(du)), hn::Set(du, 0x00400000u), hn::ShiftLeft<23>(b));
+    bits = hn::IfThenElse(hn::Eq(b, hn::Set(du, 255u)), hn::Set(du, 0x7fc00000u), bits);
+    hn::StoreU(hn::BitCast(df, bits), df, dst + i);
+  }
+  for (; i < n; ++i) dst[i] = e8m0_to_f32(p[i]);
+}
+
 // Formats and sizes the vector decoders cover; the rest (odd K, FP4 on narrow targets) is scalar.
 bool Vectorizable(const Linear& W) {
   const int64_t N = int64_t(hn::Lanes(DF()));
@@ -97,8 +129,14 @@ void ScalarRow(const Linear& W, int64_t o, int64_t kp, float* dst) {
 // acc[r][s] += w_{o+r} · x_s over the whole row in kernel order, R rows in lockstep so the R·S
 // accumulator chains are independent. Each output sees exactly the accumulation sequence of
 // DequantRow followed by Dot.
+// The hardware prefetchers stop at 4 KiB pages and a Flash row is one page or less, so R rows read
+// in lockstep are R short streams; prefetching the same line of the next R rows keeps DRAM busy.
+HWY_INLINE void PrefetchNext(const uint8_t* p) { __builtin_prefetch(p); }
+
+// FP8 kb-blocks flagged in `prescaled` carry their block scale (times 2^8) in x already.
 template <int R, int S>
-void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y, int64_t yr, int64_t ys) {
+void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y, int64_t yr, int64_t ys,
+               const uint8_t* prescaled = nullptr) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df)), K = W.in;
   VF acc[R][S];
@@ -117,12 +155,26 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
         for (int r = 0; r < R; ++r) fma(r, k, hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k));
       break;
     case Linear::Format::BF16:
-      for (int64_t k = 0; k < K; k += N)
+      for (int64_t k = 0; k < K; k += N) {
+        if (k % 32 == 0)
+#pragma GCC unroll 4
+          for (int r = 0; r < R; ++r) PrefetchNext(W.w + 2 * ((o + r + R) * K + k));
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) fma(r, k, DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k));
+      }
       break;
     case Linear::Format::FP8:
       for (int64_t kb = 0; kb < K; kb += 128) {
+        if (prescaled && prescaled[kb / 128]) {
+          for (int64_t k = kb; k < kb + 128 && k < K; k += N) {
+            if (k % 64 == 0)
+#pragma GCC unroll 4
+              for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * K + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) fma(r, k, DecFP8Raw(W.w + (o + r) * K + k));
+          }
+          continue;
+        }
         VF sc[R];
         bool fits = true;
 #pragma GCC unroll 4
@@ -145,14 +197,22 @@ void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y,
       }
       break;
     case Linear::Format::FP4: {
-      for (int64_t b = 0; b < K / 2; b += N)
+      const int64_t nb = K / 32;
+      thread_local std::vector<float> scales;
+      scales.resize(static_cast<size_t>(R * nb));
+      for (int r = 0; r < R; ++r) Fp4RowScales(W, o + r, nb, scales.data() + r * nb);
+      for (int64_t b = 0; b < K / 2; b += N) {
+        if (b % 64 == 0)
+#pragma GCC unroll 4
+          for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * (K / 2) + b);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
           VF lo, hi;
-          DecFP4(W.w + (o + r) * (K / 2) + b, Fp4Table(W.scale_at(o + r, (2 * b) / 32)), lo, hi);
+          DecFP4(W.w + (o + r) * (K / 2) + b, Fp4Table(scales[size_t(r * nb + (2 * b) / 32)]), lo, hi);
           fma(r, 2 * b, lo);
           fma(r, 2 * b + N, hi);
         }
+      }
       break;
     }
   }
@@ -194,6 +254,11 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
   }
 }
 
+void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
+                      float* y, int64_t ys);
+void RowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
+               const uint8_t* pre);
+
 // Rows [o0, o1) against S ≤ 4 tokens, dequantising in registers (decode and small batches).
 void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
                   float* y, int64_t ys) {
@@ -206,23 +271,63 @@ void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64
     }
     return;
   }
+  if (W.fmt == Linear::Format::FP8) return Fp8RowsPrescaled(W, o0, o1, x, xs, S, kp, y, ys);
+  RowsFused(W, o0, o1, x, xs, S, y, ys, nullptr);
+}
+
+// FP8 rows share one scale per 128×128 block, so it moves onto the activations once per row block:
+// x'_k = x_k·s·2^8 is exact while it stays normal, and then w16·x'_k is exactly (w16·s·2^8)·x_k, the
+// product DequantRow + Dot feed to the same FMA. Blocks where x' would leave the normal range keep
+// the per-weight multiply.
+void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
+                      float* y, int64_t ys) {
+  const int64_t K = W.in, nkb = (K + 127) / 128;
+  thread_local std::vector<float> xsc;
+  thread_local std::vector<uint8_t> pre;
+  xsc.resize(static_cast<size_t>(S * kp));
+  pre.resize(static_cast<size_t>(nkb));
+  for (int64_t a = o0; a < o1;) {
+    const int64_t rb = a / 128, b = std::min(o1, (rb + 1) * 128);
+    for (int64_t kb = 0; kb < nkb; ++kb) {
+      const float s = W.scale_at(rb, kb), m = s * kFp8Bias;
+      const int64_t k0 = kb * 128, k1 = std::min(kp, k0 + 128);
+      bool ok = Fp8ScaleFits(s);
+      for (int64_t t = 0; t < S && ok; ++t)
+        for (int64_t k = k0; k < k1; ++k) {
+          const float v = x[t * xs + k], av = std::fabs(v * m);
+          if (!(v == 0.0f || (av >= std::numeric_limits<float>::min() && av <= std::numeric_limits<float>::max()))) {
+            ok = false;
+            break;
+          }
+        }
+      pre[size_t(kb)] = ok;
+      for (int64_t t = 0; t < S; ++t)
+        for (int64_t k = k0; k < k1; ++k) xsc[size_t(t * kp + k)] = ok ? x[t * xs + k] * m : x[t * xs + k];
+    }
+    RowsFused(W, a, b, xsc.data(), kp, S, y, ys, pre.data());
+    a = b;
+  }
+}
+
+void RowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
+               const uint8_t* pre) {
   int64_t o = o0;
   switch (S) {
     case 1:
-      for (; o + 4 <= o1; o += 4) FusedRows<4, 1>(W, o, x, xs, y + o, 1, ys);
-      for (; o < o1; ++o) FusedRows<1, 1>(W, o, x, xs, y + o, 1, ys);
+      for (; o + 4 <= o1; o += 4) FusedRows<4, 1>(W, o, x, xs, y + o, 1, ys, pre);
+      for (; o < o1; ++o) FusedRows<1, 1>(W, o, x, xs, y + o, 1, ys, pre);
       break;
     case 2:
-      for (; o + 2 <= o1; o += 2) FusedRows<2, 2>(W, o, x, xs, y + o, 1, ys);
-      for (; o < o1; ++o) FusedRows<1, 2>(W, o, x, xs, y + o, 1, ys);
+      for (; o + 2 <= o1; o += 2) FusedRows<2, 2>(W, o, x, xs, y + o, 1, ys, pre);
+      for (; o < o1; ++o) FusedRows<1, 2>(W, o, x, xs, y + o, 1, ys, pre);
       break;
     case 3:
-      for (; o + 2 <= o1; o += 2) FusedRows<2, 3>(W, o, x, xs, y + o, 1, ys);
-      for (; o < o1; ++o) FusedRows<1, 3>(W, o, x, xs, y + o, 1, ys);
+      for (; o + 2 <= o1; o += 2) FusedRows<2, 3>(W, o, x, xs, y + o, 1, ys, pre);
+      for (; o < o1; ++o) FusedRows<1, 3>(W, o, x, xs, y + o, 1, ys, pre);
       break;
     default:
-      for (; o + 2 <= o1; o += 2) FusedRows<2, 4>(W, o, x, xs, y + o, 1, ys);
-      for (; o < o1; ++o) FusedRows<1, 4>(W, o, x, xs, y + o, 1, ys);
+      for (; o + 2 <= o1; o += 2) FusedRows<2, 4>(W, o, x, xs, y + o, 1, ys, pre);
+      for (; o < o1; ++o) FusedRows<1, 4>(W, o, x, xs, y + o, 1, ys, pre);
   }
 }
 
