@@ -117,37 +117,16 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
   for (int64_t s = 0; s < S; ++s)
     for (int g = 0; g < groups; ++g)
       simd::order_activation(W, x + (s * groups + g) * in, xo.data() + (s * groups + g) * kp);
-  if (S <= 4) {
-    // Decode and small batches: weights are streamed once and never stored.
-    pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
-      // Runs of rows within one group share their activations.
-      for (int64_t a = int64_t(o0); a < int64_t(o1);) {
-        const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
-        simd::dot_rows_fused(W, a, b, xo.data() + g * kp, groups * kp, S, kp, y, out);
-        a = b;
-      }
-    }, 16);
-    return;
-  }
-  // Prefill: panels of rows dequantised once into L2, reused by every token group.
-  constexpr int64_t kPanel = 16;
-  const int64_t panels = (out + kPanel - 1) / kPanel;
-  pool.parallel_for(size_t(panels), [&](size_t p0, size_t p1) {
-    std::vector<float> buf(size_t(kPanel * kp));
-    std::vector<const float*> rows;
-    for (size_t p = p0; p < p1; ++p) {
-      const int64_t o0 = int64_t(p) * kPanel, o1 = std::min(out, o0 + kPanel);
-      for (int64_t o = o0; o < o1; ++o) simd::dequant_row(W, o, buf.data() + (o - o0) * kp);
-      // Rows of one panel share activations only within a group.
-      for (int64_t a = o0; a < o1;) {
-        const int64_t g = a / band, b = std::min(o1, (g + 1) * band);
-        rows.clear();
-        for (int64_t o = a; o < b; ++o) rows.push_back(buf.data() + (o - o0) * kp);
-        simd::dot(rows.data(), int(b - a), xo.data() + g * kp, groups * kp, S, kp, y + a, 1, out);
-        a = b;
-      }
+  // Decode streams each weight once; prefill re-reads a unit of rows from L2 per token group. Either
+  // way weights are dequantised in registers, never stored.
+  pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
+    // Runs of rows within one group share their activations.
+    for (int64_t a = int64_t(o0); a < int64_t(o1);) {
+      const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
+      simd::dot_rows_fused(W, a, b, xo.data() + g * kp, groups * kp, S, kp, y, out);
+      a = b;
     }
-  });
+  }, 32);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, in
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
+constexpr int64_t kMaxLanes = HWY_LANES(float);  // park slots are sized for the widest target
 
 // Per-format decoders of one weight vector (exact).
 HWY_INLINE VF DecBF16(const uint16_t* p) {
@@ -32,18 +33,8 @@ HWY_INLINE VF DecBF16(const uint16_t* p) {
   return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d16, p))));
 }
 // FP8 e4m3 → f16 bits (s.0eeee.mmm0000000) is exact, subnormals included; the f16 is the e4m3 value
-// times 2^-8, so `mul` is the block scale times 2^8. Scales above 2^119 would overflow that product:
-// Fp8ScaleFits says when the caller must scale in two steps.
-HWY_INLINE VF DecFP8(const uint8_t* p, VF mul) {
-  const DF df;
-  const hn::Rebind<uint8_t, DF> d8;
-  const hn::Rebind<uint16_t, DF> d16;
-  const hn::Rebind<hwy::float16_t, DF> dh;
-  const auto b = hn::PromoteTo(d16, hn::LoadU(d8, p));
-  const auto h = hn::Or(hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, 0x80))), hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, 0x7f))));
-  return hn::Mul(hn::PromoteTo(df, hn::BitCast(dh, h)), mul);
-}
-// The same f16 bits in three operations, for blocks whose scale has moved onto the activations.
+// times 2^-8, so the scale to apply is the block scale times 2^8. Scales above 2^119 would overflow
+// that product: Fp8ScaleFits says when the caller must scale in two steps.
 HWY_INLINE VF DecFP8Raw(const uint8_t* p) {
   const DF df;
   const hn::Rebind<int8_t, DF> d8;
@@ -126,100 +117,124 @@ void ScalarRow(const Linear& W, int64_t o, int64_t kp, float* dst) {
     }
 }
 
-// acc[r][s] += w_{o+r} · x_s over the whole row in kernel order, R rows in lockstep so the R·S
-// accumulator chains are independent. Each output sees exactly the accumulation sequence of
-// DequantRow followed by Dot.
 // The hardware prefetchers stop at 4 KiB pages and a Flash row is one page or less, so R rows read
 // in lockstep are R short streams; prefetching the same line of the next R rows keeps DRAM busy.
 HWY_INLINE void PrefetchNext(const uint8_t* p) { __builtin_prefetch(p); }
 
-// FP8 kb-blocks flagged in `prescaled` carry their block scale (times 2^8) in x already.
-template <int R, int S>
-void FusedRows(const Linear& W, int64_t o, const float* x, int64_t xs, float* y, int64_t yr, int64_t ys,
-               const uint8_t* prescaled = nullptr) {
+// What FusedRows needs besides W: FP8 kb-blocks flagged in `prescaled` carry their block scale
+// (times 2^8) in x already; FP4 rows come with their block scales decoded, row r at r * fp4_stride.
+struct RowAux {
+  const uint8_t* prescaled = nullptr;
+  const float* fp4_scales = nullptr;
+  int64_t fp4_stride = 0;
+};
+
+// acc[r][t] += w_{o+r} · x_t over kernel-order k in [k0, k1), x_t[k] at x[t·xs + k - xoff]: R rows in lockstep keep R·T
+// independent accumulator chains, and each decoded weight vector serves T tokens. Between k-chunks
+// the accumulators wait in `park` (first: start from zero; last: reduce into y). Whatever the
+// chunking, R or T, every output sees the accumulation sequence of DequantRow followed by Dot.
+template <int R, int T>
+void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* x, int64_t xs, int64_t xoff,
+               const RowAux& aux, float* park, bool first, bool last, float* y, int64_t yr, int64_t ys) {
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df)), K = W.in;
-  VF acc[R][S];
+  VF acc[R][T];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[r][t] = first ? hn::Zero(df) : hn::LoadU(df, park + (r * T + t) * N);
+  auto fma = [&](int64_t k, const VF* w) HWY_ATTR {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      VF xv = hn::LoadU(df, x + t * xs + k - xoff);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+      // One load per token, not one per row: GCC would fold the load into every FMA using it.
+      asm("" : "+v"(xv.raw));
+#endif
 #pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) acc[r][s] = hn::Zero(df);
-  auto fma = [&](int r, int64_t k, VF w) HWY_ATTR {
-#pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) acc[r][s] = hn::MulAdd(w, hn::LoadU(df, x + s * xs + k), acc[r][s]);
+      for (int r = 0; r < R; ++r) acc[r][t] = hn::MulAdd(w[r], xv, acc[r][t]);
+    }
   };
+  VF w[R];
   switch (W.fmt) {
     case Linear::Format::F32:
-      for (int64_t k = 0; k < K; k += N)
+      for (int64_t k = k0; k < k1; k += N) {
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) fma(r, k, hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k));
+        for (int r = 0; r < R; ++r) w[r] = hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k);
+        fma(k, w);
+      }
       break;
     case Linear::Format::BF16:
-      for (int64_t k = 0; k < K; k += N) {
+      for (int64_t k = k0; k < k1; k += N) {
         if (k % 32 == 0)
 #pragma GCC unroll 4
           for (int r = 0; r < R; ++r) PrefetchNext(W.w + 2 * ((o + r + R) * K + k));
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) fma(r, k, DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k));
+        for (int r = 0; r < R; ++r) w[r] = DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k);
+        fma(k, w);
       }
       break;
     case Linear::Format::FP8:
-      for (int64_t kb = 0; kb < K; kb += 128) {
-        if (prescaled && prescaled[kb / 128]) {
-          for (int64_t k = kb; k < kb + 128 && k < K; k += N) {
+      for (int64_t kb = k0; kb < k1; kb += 128) {
+        const int64_t ke = std::min(k1, kb + 128);
+        if (aux.prescaled && aux.prescaled[kb / 128]) {
+          for (int64_t k = kb; k < ke; k += N) {
             if (k % 64 == 0)
 #pragma GCC unroll 4
               for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * K + k);
 #pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) fma(r, k, DecFP8Raw(W.w + (o + r) * K + k));
+            for (int r = 0; r < R; ++r) w[r] = DecFP8Raw(W.w + (o + r) * K + k);
+            fma(k, w);
           }
           continue;
         }
-        VF sc[R];
+        // The scale on the weights: s·2^8 in one multiply, or 2^8 then s where that would overflow.
+        VF m1[R], m2[R];
         bool fits = true;
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
           const float s = W.scale_at((o + r) / 128, kb / 128);
-          fits = fits && Fp8ScaleFits(s);
-          sc[r] = hn::Set(df, fits ? s * kFp8Bias : s);
+          const bool f = Fp8ScaleFits(s);
+          fits = fits && f;
+          m1[r] = hn::Set(df, f ? s * kFp8Bias : kFp8Bias);
+          m2[r] = hn::Set(df, f ? 1.0f : s);
         }
-        if (fits) {
-          for (int64_t k = kb; k < kb + 128 && k < K; k += N)
+        for (int64_t k = kb; k < ke; k += N) {
+          if (k % 64 == 0)
 #pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) fma(r, k, DecFP8(W.w + (o + r) * K + k, sc[r]));
-        } else {  // huge scales: 2^8 first, then the scale (still exact)
+            for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * K + k);
 #pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) sc[r] = hn::Set(df, W.scale_at((o + r) / 128, kb / 128));
-          for (int64_t k = kb; k < kb + 128 && k < K; k += N)
+          for (int r = 0; r < R; ++r) w[r] = hn::Mul(DecFP8Raw(W.w + (o + r) * K + k), m1[r]);
+          if (!fits)
 #pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) fma(r, k, hn::Mul(DecFP8(W.w + (o + r) * K + k, hn::Set(df, kFp8Bias)), sc[r]));
+            for (int r = 0; r < R; ++r) w[r] = hn::Mul(w[r], m2[r]);
+          fma(k, w);
         }
       }
       break;
-    case Linear::Format::FP4: {
-      const int64_t nb = K / 32;
-      thread_local std::vector<float> scales;
-      scales.resize(static_cast<size_t>(R * nb));
-      for (int r = 0; r < R; ++r) Fp4RowScales(W, o + r, nb, scales.data() + r * nb);
-      for (int64_t b = 0; b < K / 2; b += N) {
+    case Linear::Format::FP4:
+      for (int64_t b = k0 / 2; b < k1 / 2; b += N) {
         if (b % 64 == 0)
 #pragma GCC unroll 4
           for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * (K / 2) + b);
+        VF hi[R];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) {
-          VF lo, hi;
-          DecFP4(W.w + (o + r) * (K / 2) + b, Fp4Table(scales[size_t(r * nb + (2 * b) / 32)]), lo, hi);
-          fma(r, 2 * b, lo);
-          fma(r, 2 * b + N, hi);
-        }
+        for (int r = 0; r < R; ++r)
+          DecFP4(W.w + (o + r) * (K / 2) + b, Fp4Table(aux.fp4_scales[r * aux.fp4_stride + (2 * b) / 32]), w[r], hi[r]);
+        fma(2 * b, w);
+        fma(2 * b + N, hi);
       }
       break;
-    }
   }
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) y[r * yr + s * ys] = hn::GetLane(hn::SumOfLanes(df, acc[r][s]));
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      if (last)
+        y[r * yr + t * ys] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+      else
+        hn::StoreU(acc[r][t], df, park + (r * T + t) * N);
+    }
 }
 
 void DequantRow(const Linear& W, int64_t o, float* dst) {
@@ -239,7 +254,7 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
         const bool fits = Fp8ScaleFits(s);
         const VF m1 = hn::Set(df, fits ? s * kFp8Bias : kFp8Bias), m2 = hn::Set(df, fits ? 1.0f : s);
         for (int64_t k = kb; k < kb + 128 && k < K; k += N)
-          hn::StoreU(hn::Mul(DecFP8(W.w + o * K + k, m1), m2), df, dst + k);
+          hn::StoreU(hn::Mul(hn::Mul(DecFP8Raw(W.w + o * K + k), m1), m2), df, dst + k);
       }
       break;
     case Linear::Format::FP4: {
@@ -256,10 +271,12 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
 
 void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
                       float* y, int64_t ys);
-void RowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
-               const uint8_t* pre);
+void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
+                const uint8_t* prescaled);
+void RowsGemm(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys);
+void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t tn, float* y, int64_t ys);
 
-// Rows [o0, o1) against S ≤ 4 tokens, dequantising in registers (decode and small batches).
+// Rows [o0, o1) against S tokens, dequantising in registers.
 void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
                   float* y, int64_t ys) {
   if (!Vectorizable(W)) {
@@ -271,14 +288,15 @@ void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64
     }
     return;
   }
+  if (S > 4) return RowsGemm(W, o0, o1, x, xs, S, y, ys);
   if (W.fmt == Linear::Format::FP8) return Fp8RowsPrescaled(W, o0, o1, x, xs, S, kp, y, ys);
-  RowsFused(W, o0, o1, x, xs, S, y, ys, nullptr);
+  RowsDecode(W, o0, o1, x, xs, S, y, ys, nullptr);
 }
 
-// FP8 rows share one scale per 128×128 block, so it moves onto the activations once per row block:
-// x'_k = x_k·s·2^8 is exact while it stays normal, and then w16·x'_k is exactly (w16·s·2^8)·x_k, the
-// product DequantRow + Dot feed to the same FMA. Blocks where x' would leave the normal range keep
-// the per-weight multiply.
+// FP8 rows share one scale per 128×128 block, so in decode it moves onto the activations once per
+// row block: x'_k = x_k·s·2^8 is exact while it stays normal, and then w16·x'_k is exactly
+// (w16·s·2^8)·x_k, the product DequantRow + Dot feed to the same FMA. Blocks where x' would leave
+// the normal range keep the per-weight multiply.
 void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
                       float* y, int64_t ys) {
   const int64_t K = W.in, nkb = (K + 127) / 128;
@@ -304,30 +322,109 @@ void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, i
       for (int64_t t = 0; t < S; ++t)
         for (int64_t k = k0; k < k1; ++k) xsc[size_t(t * kp + k)] = ok ? x[t * xs + k] * m : x[t * xs + k];
     }
-    RowsFused(W, a, b, xsc.data(), kp, S, y, ys, pre.data());
+    RowsDecode(W, a, b, xsc.data(), kp, S, y, ys, pre.data());
     a = b;
   }
 }
 
-void RowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
-               const uint8_t* pre) {
+// Decode (S ≤ 4): each weight is read once, rows in groups of R over all of K.
+void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
+                const uint8_t* prescaled) {
+  const int64_t K = W.in, nb = K / 32;
+  thread_local std::vector<float> scales;
+  RowAux aux;
+  aux.prescaled = prescaled;
+  aux.fp4_stride = nb;
+  auto rows = [&](auto kernel, int R, int64_t& o) {
+    for (; o + R <= o1; o += R) {
+      if (W.fmt == Linear::Format::FP4) {
+        scales.resize(static_cast<size_t>(R * nb));
+        for (int r = 0; r < R; ++r) Fp4RowScales(W, o + r, nb, scales.data() + r * nb);
+        aux.fp4_scales = scales.data();
+      }
+      kernel(W, o, 0, K, x, xs, 0, aux, nullptr, true, true, y + o, 1, ys);
+    }
+  };
   int64_t o = o0;
   switch (S) {
-    case 1:
-      for (; o + 4 <= o1; o += 4) FusedRows<4, 1>(W, o, x, xs, y + o, 1, ys, pre);
-      for (; o < o1; ++o) FusedRows<1, 1>(W, o, x, xs, y + o, 1, ys, pre);
-      break;
-    case 2:
-      for (; o + 2 <= o1; o += 2) FusedRows<2, 2>(W, o, x, xs, y + o, 1, ys, pre);
-      for (; o < o1; ++o) FusedRows<1, 2>(W, o, x, xs, y + o, 1, ys, pre);
-      break;
-    case 3:
-      for (; o + 2 <= o1; o += 2) FusedRows<2, 3>(W, o, x, xs, y + o, 1, ys, pre);
-      for (; o < o1; ++o) FusedRows<1, 3>(W, o, x, xs, y + o, 1, ys, pre);
-      break;
-    default:
-      for (; o + 2 <= o1; o += 2) FusedRows<2, 4>(W, o, x, xs, y + o, 1, ys, pre);
-      for (; o < o1; ++o) FusedRows<1, 4>(W, o, x, xs, y + o, 1, ys, pre);
+    case 1: rows(FusedRows<4, 1>, 4, o); rows(FusedRows<1, 1>, 1, o); break;
+    case 2: rows(FusedRows<2, 2>, 2, o); rows(FusedRows<1, 2>, 1, o); break;
+    case 3: rows(FusedRows<2, 3>, 2, o); rows(FusedRows<1, 3>, 1, o); break;
+    default: rows(FusedRows<2, 4>, 2, o); rows(FusedRows<1, 4>, 1, o);
+  }
+}
+
+// Tokens per weight vector in prefill: R·kGemmT accumulators plus the decoded weights fit the
+// register file (32 vectors on AVX-512 / SVE / NEON, 16 on AVX2).
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kGemmT = 5;
+#else
+constexpr int kGemmT = 12;
+#endif
+constexpr int64_t kGemmUnit = 32;    // rows whose weights stay in L2 while every token group passes
+constexpr int64_t kGemmChunk = 512;  // K per pass: a token group's activations stay in L1
+
+template <int T>
+void GemmGroup(const Linear& W, int64_t o0, int64_t o1, int64_t k0, int64_t k1, const float* x, int64_t xs,
+               RowAux aux, float* park, float* y, int64_t ys) {
+  const int64_t xoff = k0;
+  const bool first = k0 == 0, last = k1 == W.in;
+  const float* scales = aux.fp4_scales;
+  int64_t o = o0;
+  for (; o + 2 <= o1; o += 2) {
+    if (scales) aux.fp4_scales = scales + (o - o0) * aux.fp4_stride;
+    FusedRows<2, T>(W, o, k0, k1, x, xs, xoff, aux, park + (o - o0) * T * kMaxLanes, first, last, y + o, 1, ys);
+  }
+  if (o < o1) {
+    if (scales) aux.fp4_scales = scales + (o - o0) * aux.fp4_stride;
+    FusedRows<1, T>(W, o, k0, k1, x, xs, xoff, aux, park + (o - o0) * T * kMaxLanes, first, last, y + o, 1, ys);
+  }
+}
+
+// Prefill (S > 4): token groups of at most kGemmT (split evenly), their activations packed chunk by
+// chunk (rows a multiple of 4 KiB apart would share L1 sets with the weight rows); per group, units
+// of kGemmUnit rows pass over K in chunks while the unit's rows stream by in pairs.
+void RowsGemm(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys) {
+  const int64_t K = W.in, nchunks = (K + kGemmChunk - 1) / kGemmChunk;
+  thread_local std::vector<float> packed;
+  packed.resize(static_cast<size_t>(nchunks * kGemmT * kGemmChunk));
+  const int64_t groups = (S + kGemmT - 1) / kGemmT;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t t0 = S * g / groups, tn = S * (g + 1) / groups - t0;
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const int64_t k0 = c * kGemmChunk, len = std::min(K, k0 + kGemmChunk) - k0;
+      for (int64_t t = 0; t < tn; ++t)
+        std::memcpy(packed.data() + (c * kGemmT + t) * kGemmChunk, x + (t0 + t) * xs + k0, size_t(len) * 4);
+    }
+    RowsGemmGroup(W, o0, o1, packed.data(), tn, y + t0 * ys, ys);
+  }
+}
+
+void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t tn, float* y, int64_t ys) {
+  const int64_t K = W.in, nb = K / 32;
+  thread_local std::vector<float> scales, park;
+  park.resize(static_cast<size_t>(kGemmUnit * kGemmT * kMaxLanes));
+  for (int64_t u0 = o0; u0 < o1; u0 += kGemmUnit) {
+    const int64_t u1 = std::min(o1, u0 + kGemmUnit);
+    RowAux aux;
+    if (W.fmt == Linear::Format::FP4) {
+      scales.resize(static_cast<size_t>((u1 - u0) * nb));
+      for (int64_t o = u0; o < u1; ++o) Fp4RowScales(W, o, nb, scales.data() + (o - u0) * nb);
+      aux.fp4_scales = scales.data();
+      aux.fp4_stride = nb;
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += kGemmChunk) {
+      const int64_t k1 = std::min(K, k0 + kGemmChunk);
+      const float* xc = packed + (k0 / kGemmChunk) * kGemmT * kGemmChunk;
+      switch (tn) {
+#define DSV4_GEMM_CASE(n) \
+  case n: GemmGroup<(n <= kGemmT ? n : 1)>(W, u0, u1, k0, k1, xc, kGemmChunk, aux, park.data(), y, ys); break;
+        DSV4_GEMM_CASE(1) DSV4_GEMM_CASE(2) DSV4_GEMM_CASE(3) DSV4_GEMM_CASE(4) DSV4_GEMM_CASE(5)
+        DSV4_GEMM_CASE(6) DSV4_GEMM_CASE(7) DSV4_GEMM_CASE(8) DSV4_GEMM_CASE(9) DSV4_GEMM_CASE(10)
+        DSV4_GEMM_CASE(11) DSV4_GEMM_CASE(12)
+#undef DSV4_GEMM_CASE
+      }
+    }
   }
 }
 

@@ -16,8 +16,8 @@ size_t lanes();                                   // N: f32 lanes of the selecte
 size_t padded(int64_t k);                         // K rounded up to a multiple of N
 // Writes row o of W, dequantised exactly, in kernel order, padded with zeros to padded(W.in).
 void dequant_row(const Linear& W, int64_t o, float* dst);
-// The same products for weight rows [o0, o1) and S ≤ 4 tokens, dequantising in registers (decode
-// path); bit-identical to dequant_row followed by dot. y[o * 1 + s * ystride].
+// The same products for weight rows [o0, o1) and S tokens, dequantising in registers (decode and
+// prefill); bit-identical to dequant_row followed by dot. y[o * 1 + s * ystride].
 void dot_rows_fused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xstride, int64_t S, int64_t kp,
                     float* y, int64_t ystride);
 // Copies an activation row into kernel order for W's format, zero-padded.

@@ -334,16 +334,18 @@ TEST(LinearPlain, ResultIndependentOfThreadCount) {
 
 TEST(LinearPlain, BatchCompositionDoesNotChangeARow) {
   // Spec §9 rung 5: the same input row gives bit-identical outputs whatever else is in the batch.
-  const int64_t out = 201, in = 320;
+  // 1184 = 37·32: FP8 blocks with a 32-wide tail, prefill K-chunks of 512, 512, 160; 30 tokens make
+  // prefill token groups of 10 (decode runs them one by one).
+  const int64_t out = 201, in = 1184;
   Tensor w8("a.weight", DType::F8_E4M3, {out, in}, random_e4m3_codes(size_t(out * in), 91));
-  Tensor s8("a.scale", DType::F8_E8M0, {2, 3}, random_e8m0(6, 92));
+  Tensor s8("a.scale", DType::F8_E8M0, {2, 10}, random_e8m0(20, 92));
   Tensor w4("b.weight", DType::I8, {out, in / 2}, random_bytes(size_t(out * in / 2), 93));
   Tensor s4("b.scale", DType::F8_E8M0, {out, in / 32}, random_e8m0(size_t(out * in / 32), 94, 120, 128));
   Tensor wb("c.weight", DType::BF16, {out, in}, floats_to_bf16_bytes(ref::randn(size_t(out * in), 95, 0.1)));
   Tensor wf("d.weight", DType::F32, {out, in}, floats_to_bytes(ref::randn(size_t(out * in), 96, 0.1)));
   const Linear Ls[] = {make_linear(w8.info, &s8.info, out, in), make_linear(w4.info, &s4.info, out, in),
                        make_linear(wb.info, nullptr, out, in), make_linear(wf.info, nullptr, out, in)};
-  const int64_t S = 9;
+  const int64_t S = 30;
   auto x = ref::randn(size_t(S * in), 97);
   for (const Linear& L : Ls) {
     for (bool aq : {false, true}) {
