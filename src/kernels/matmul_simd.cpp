@@ -26,6 +26,13 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 constexpr int64_t kMaxLanes = HWY_LANES(float);  // park slots are sized for the widest target
 
+// n floats of `v`, 64-byte aligned: vector loads that straddle cache lines cost two.
+float* AlignedScratch(std::vector<float>& v, size_t n) {
+  v.resize(n + 16);
+  const auto p = reinterpret_cast<uintptr_t>(v.data());
+  return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
+}
+
 // Per-format decoders of one weight vector (exact).
 HWY_INLINE VF DecBF16(const uint16_t* p) {
   const DF df;
@@ -300,9 +307,9 @@ void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64
 void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
                       float* y, int64_t ys) {
   const int64_t K = W.in, nkb = (K + 127) / 128;
-  thread_local std::vector<float> xsc;
+  thread_local std::vector<float> xsc_buf;
   thread_local std::vector<uint8_t> pre;
-  xsc.resize(static_cast<size_t>(S * kp));
+  float* xsc = AlignedScratch(xsc_buf, static_cast<size_t>(S * kp));
   pre.resize(static_cast<size_t>(nkb));
   for (int64_t a = o0; a < o1;) {
     const int64_t rb = a / 128, b = std::min(o1, (rb + 1) * 128);
@@ -320,9 +327,9 @@ void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, i
         }
       pre[size_t(kb)] = ok;
       for (int64_t t = 0; t < S; ++t)
-        for (int64_t k = k0; k < k1; ++k) xsc[size_t(t * kp + k)] = ok ? x[t * xs + k] * m : x[t * xs + k];
+        for (int64_t k = k0; k < k1; ++k) xsc[t * kp + k] = ok ? x[t * xs + k] * m : x[t * xs + k];
     }
-    RowsDecode(W, a, b, xsc.data(), kp, S, y, ys, pre.data());
+    RowsDecode(W, a, b, xsc, kp, S, y, ys, pre.data());
     a = b;
   }
 }
@@ -386,24 +393,24 @@ void GemmGroup(const Linear& W, int64_t o0, int64_t o1, int64_t k0, int64_t k1, 
 // of kGemmUnit rows pass over K in chunks while the unit's rows stream by in pairs.
 void RowsGemm(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys) {
   const int64_t K = W.in, nchunks = (K + kGemmChunk - 1) / kGemmChunk;
-  thread_local std::vector<float> packed;
-  packed.resize(static_cast<size_t>(nchunks * kGemmT * kGemmChunk));
+  thread_local std::vector<float> buf;
+  float* packed = AlignedScratch(buf, static_cast<size_t>(nchunks * kGemmT * kGemmChunk));
   const int64_t groups = (S + kGemmT - 1) / kGemmT;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t t0 = S * g / groups, tn = S * (g + 1) / groups - t0;
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t k0 = c * kGemmChunk, len = std::min(K, k0 + kGemmChunk) - k0;
       for (int64_t t = 0; t < tn; ++t)
-        std::memcpy(packed.data() + (c * kGemmT + t) * kGemmChunk, x + (t0 + t) * xs + k0, size_t(len) * 4);
+        std::memcpy(packed + (c * kGemmT + t) * kGemmChunk, x + (t0 + t) * xs + k0, size_t(len) * 4);
     }
-    RowsGemmGroup(W, o0, o1, packed.data(), tn, y + t0 * ys, ys);
+    RowsGemmGroup(W, o0, o1, packed, tn, y + t0 * ys, ys);
   }
 }
 
 void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t tn, float* y, int64_t ys) {
   const int64_t K = W.in, nb = K / 32;
-  thread_local std::vector<float> scales, park;
-  park.resize(static_cast<size_t>(kGemmUnit * kGemmT * kMaxLanes));
+  thread_local std::vector<float> scales, park_buf;
+  float* park = AlignedScratch(park_buf, static_cast<size_t>(kGemmUnit * kGemmT * kMaxLanes));
   for (int64_t u0 = o0; u0 < o1; u0 += kGemmUnit) {
     const int64_t u1 = std::min(o1, u0 + kGemmUnit);
     RowAux aux;
@@ -418,7 +425,7 @@ void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed,
       const float* xc = packed + (k0 / kGemmChunk) * kGemmT * kGemmChunk;
       switch (tn) {
 #define DSV4_GEMM_CASE(n) \
-  case n: GemmGroup<(n <= kGemmT ? n : 1)>(W, u0, u1, k0, k1, xc, kGemmChunk, aux, park.data(), y, ys); break;
+  case n: GemmGroup<(n <= kGemmT ? n : 1)>(W, u0, u1, k0, k1, xc, kGemmChunk, aux, park, y, ys); break;
         DSV4_GEMM_CASE(1) DSV4_GEMM_CASE(2) DSV4_GEMM_CASE(3) DSV4_GEMM_CASE(4) DSV4_GEMM_CASE(5)
         DSV4_GEMM_CASE(6) DSV4_GEMM_CASE(7) DSV4_GEMM_CASE(8) DSV4_GEMM_CASE(9) DSV4_GEMM_CASE(10)
         DSV4_GEMM_CASE(11) DSV4_GEMM_CASE(12)
