@@ -64,7 +64,7 @@ const Shape kPrefill[] = {
     {"fp8_wo_a_g8_8192x4096", Fmt::FP8, 8192, 4096, 8},
     {"bf16_compressor_wkv_1024x4096", Fmt::BF16, 1024, 4096},
 };
-const int64_t kPrefillS[] = {64, 256};
+const int64_t kPrefillS[] = {24, 64, 256};
 
 constexpr size_t kColdBytes = size_t(256) << 20;
 

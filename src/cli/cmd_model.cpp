@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "io/npy.h"
 #include "model/random_checkpoint.h"
+#include "core/profile.h"
 #include "runtime/bench.h"
 #include "model/transformer.h"
 
@@ -187,8 +188,9 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
   std::printf("\n");
 }
 
-void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json) {
+void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json, bool phases) {
   a.apply_threads();
+  profile::enable(phases);
   Model model(a.dir, a.numerics());
   std::vector<int64_t> ctxs;
   for (auto& t : parse_ids([&] { std::string s = ctx_list; std::replace(s.begin(), s.end(), ',', ' '); return s; }(), "--ctx"))
@@ -208,6 +210,12 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                         {"prefill_flops_per_token", r.prefill_flops_per_token},
                         {"peak_flops_per_s", r.peak_flops_per_s},
                         {"prefill_roofline_ratio", r.prefill_roofline_ratio}};
+    if (phases) {
+      j["prefill_phase_s"] = nlohmann::json::object();
+      j["decode_phase_s"] = nlohmann::json::object();
+      for (auto& [name, sec] : r.prefill_phases) j["prefill_phase_s"][name] = sec;
+      for (auto& [name, sec] : r.decode_phases) j["decode_phase_s"][name] = sec;
+    }
     if (json) {
       std::printf("%s\n", j.dump().c_str());
     } else {
@@ -216,6 +224,15 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                   (long long)ctx, r.decode_tokens_per_s, r.decode_bytes_per_token, r.read_bandwidth_bytes_per_s / 1e9,
                   100 * r.decode_roofline_ratio, r.prefill_tokens_per_s, r.prefill_flops_per_token,
                   r.peak_flops_per_s / 1e9, 100 * r.prefill_roofline_ratio);
+      if (phases) {
+        std::printf("  %-18s %12s %14s\n", "phase", "prefill ms", "decode ms/step");
+        for (auto& [name, sec] : r.prefill_phases) {
+          double dec = 0;
+          for (auto& [n2, s2] : r.decode_phases)
+            if (n2 == name) dec = s2;
+          std::printf("  %-18s %12.1f %14.2f\n", name.c_str(), 1e3 * sec, 1e3 * dec);
+        }
+      }
     }
     std::fflush(stdout);
   }
@@ -270,12 +287,14 @@ void register_model_commands(CLI::App& app) {
   static std::string bench_ctx = "1024";
   static bool bench_json = false;
   static int bench_steps = 8;
+  static bool bench_phases = false;
   auto* bench = app.add_subcommand("bench", "decode and prefill speed against the roofline measured in the same run");
   bench_args.add(bench);
   bench->add_option("--ctx", bench_ctx, "comma-separated context lengths");
   bench->add_option("--decode-steps", bench_steps, "decode steps timed per context (median)");
   bench->add_flag("--json", bench_json, "one JSON object per context length");
-  bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json); });
+  bench->add_flag("--profile", bench_phases, "also time each forward phase (attention parts, MoE, hyper-connections, head)");
+  bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json, bench_phases); });
 
   auto* gen = app.add_subcommand("generate", "greedy generation from token ids");
   gen_args.add(gen);

@@ -134,6 +134,7 @@ struct RowAux {
   const uint8_t* prescaled = nullptr;
   const float* fp4_scales = nullptr;
   int64_t fp4_stride = 0;
+  int64_t prefetch_rows = 4;  // how far ahead the prefetched rows start (prefill computes longer per row)
 };
 
 // acc[r][t] += w_{o+r} · x_t over kernel-order k in [k0, k1), x_t[k] at x[t·xs + k - xoff]: R rows in lockstep keep R·T
@@ -175,7 +176,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
       for (int64_t k = k0; k < k1; k += N) {
         if (k % 32 == 0)
 #pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) PrefetchNext(W.w + 2 * ((o + r + R) * K + k));
+          for (int r = 0; r < R; ++r) PrefetchNext(W.w + 2 * ((o + r + aux.prefetch_rows) * K + k));
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) w[r] = DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k);
         fma(k, w);
@@ -188,7 +189,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
           for (int64_t k = kb; k < ke; k += N) {
             if (k % 64 == 0)
 #pragma GCC unroll 4
-              for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * K + k);
+              for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + aux.prefetch_rows) * K + k);
 #pragma GCC unroll 4
             for (int r = 0; r < R; ++r) w[r] = DecFP8Raw(W.w + (o + r) * K + k);
             fma(k, w);
@@ -209,7 +210,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
         for (int64_t k = kb; k < ke; k += N) {
           if (k % 64 == 0)
 #pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * K + k);
+            for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + aux.prefetch_rows) * K + k);
 #pragma GCC unroll 4
           for (int r = 0; r < R; ++r) w[r] = hn::Mul(DecFP8Raw(W.w + (o + r) * K + k), m1[r]);
           if (!fits)
@@ -223,7 +224,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
       for (int64_t b = k0 / 2; b < k1 / 2; b += N) {
         if (b % 64 == 0)
 #pragma GCC unroll 4
-          for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + R) * (K / 2) + b);
+          for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + aux.prefetch_rows) * (K / 2) + b);
         VF hi[R];
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r)
@@ -342,6 +343,7 @@ void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t
   RowAux aux;
   aux.prescaled = prescaled;
   aux.fp4_stride = nb;
+  aux.prefetch_rows = S == 1 ? 4 : 2;  // the next row group
   auto rows = [&](auto kernel, int R, int64_t& o) {
     for (; o + R <= o1; o += R) {
       if (W.fmt == Linear::Format::FP4) {
@@ -414,6 +416,7 @@ void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed,
   for (int64_t u0 = o0; u0 < o1; u0 += kGemmUnit) {
     const int64_t u1 = std::min(o1, u0 + kGemmUnit);
     RowAux aux;
+    aux.prefetch_rows = 8;
     if (W.fmt == Linear::Format::FP4) {
       scales.resize(static_cast<size_t>((u1 - u0) * nb));
       for (int64_t o = u0; o < u1; ++o) Fp4RowScales(W, o, nb, scales.data() + (o - u0) * nb);

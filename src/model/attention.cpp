@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
+#include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/attention.h"
 #include "kernels/norm.h"
@@ -79,6 +81,7 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
 
   // Q path: qr = q_norm(wq_a x); q = wq_b qr; unweighted RMS per head; RoPE on the tail.
   std::vector<float> qr(size_t(rows * qr_dim)), q(size_t(rows * H * d));
+  std::optional<profile::Scope> phase(std::in_place, "attn.q_kv");
   matmul(w.wq_a, x, rows, qr.data(), opt.act_quant, pool);
   rmsnorm_rows(qr.data(), w.q_norm.data(), size_t(rows), size_t(qr_dim), eps, qr.data());
   matmul(w.wq_b, qr.data(), rows, q.data(), opt.act_quant, pool);
@@ -100,6 +103,7 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
   });
 
   // Compressed entries emitted by these rows become visible before attention (spec §4.12).
+  phase.emplace("attn.compressor");
   if (w.ratio > 0) {
     CompressorInput ci = compressor_project(w.comp, x, rows, pool);
     for (size_t i = 0; i < segs.size(); ++i) {
@@ -116,16 +120,19 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
     }
   }
   std::vector<std::vector<int32_t>> picks;
+  phase.emplace("attn.indexer");
   if (w.ratio == 4) {
     std::vector<IndexerState*> ist;
     for (auto* s : states) ist.push_back(&s->indexer);
     picks = indexer_forward(w.indexer, ist, segs, cfg, x, qr.data(), rope, opt, pool);
   }
 
+  phase.emplace("attn.core");
   std::vector<float> o(size_t(rows * H * d));
   for (size_t i = 0; i < segs.size(); ++i)
     attend_segment(w, *states[i], segs[i], cfg, rope, q.data(), kv.data(), picks, pool, o.data());
 
+  phase.emplace("attn.out");
   std::vector<float> u(size_t(rows * cfg.o_groups * cfg.o_lora_rank));
   matmul_grouped(w.wo_a, cfg.o_groups, o.data(), rows, u.data(), pool);
   matmul(w.wo_b, u.data(), rows, out, opt.act_quant, pool);

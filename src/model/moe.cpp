@@ -1,10 +1,14 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "core/thread_pool.h"
+#include "kernels/quant.h"
 #include "kernels/topk.h"
 
 namespace dsv4 {
@@ -45,10 +49,15 @@ Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, c
 
 void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const float* row_scale, float limit,
                     bool act_quant, ThreadPool& pool, float* out) {
-  const int64_t I = e.w1.out;
-  std::vector<float> g(size_t(S * I)), u(size_t(S * I));
-  matmul(e.w1, x, S, g.data(), act_quant, pool);
-  matmul(e.w3, x, S, u.data(), act_quant, pool);
+  const int64_t I = e.w1.out, D = e.w1.in;
+  std::vector<float> xq, g(size_t(S * I)), u(size_t(S * I));
+  if (act_quant && e.w1.quantized()) {  // w1 and w3 read the same FP8 round-trip: do it once
+    xq.assign(x, x + S * D);
+    for (int64_t s = 0; s < S; ++s) fp8_roundtrip(xq.data() + s * D, size_t(D), 128);
+    x = xq.data();
+  }
+  matmul(e.w1, x, S, g.data(), false, pool);
+  matmul(e.w3, x, S, u.data(), false, pool);
   for (int64_t s = 0; s < S; ++s)
     for (int64_t i = 0; i < I; ++i) {
       float gi = g[size_t(s * I + i)], ui = u[size_t(s * I + i)];
@@ -66,29 +75,60 @@ void moe_forward(const MoeWeights& w, const ModelConfig& cfg, const float* x, co
                  const NumericsOptions& opt, ThreadPool& pool, float* out) {
   const int D = cfg.dim, k = cfg.n_activated_experts;
   const float limit = float(cfg.swiglu_limit);
+  std::optional<profile::Scope> phase(std::in_place, "moe.route");
   Routing r = moe_route(w, cfg, x, ids, S, pool);
-  std::vector<float> y(size_t(S * D), 0.0f), xs, ys, scale;
-  std::vector<int64_t> rows;
-  // Ascending expert id; each expert processes all of its tokens as one batch.
-  for (int e = 0; e < cfg.n_routed_experts; ++e) {
-    rows.clear();
-    scale.clear();
-    for (int64_t s = 0; s < S; ++s)
-      for (int i = 0; i < k; ++i)
-        if (r.experts[size_t(s * k + i)] == e) {
-          rows.push_back(s);
-          scale.push_back(r.weights[size_t(s * k + i)]);
-        }
-    if (rows.empty()) continue;
-    const int64_t n = int64_t(rows.size());
-    xs.resize(size_t(n * D));
-    ys.resize(size_t(n * D));
-    for (int64_t i = 0; i < n; ++i) std::copy_n(x + rows[size_t(i)] * D, D, xs.data() + i * D);
-    expert_forward(w.experts[size_t(e)], xs.data(), n, scale.data(), limit, opt.act_quant, pool, ys.data());
-    for (int64_t i = 0; i < n; ++i)
-      for (int c = 0; c < D; ++c) y[size_t(rows[size_t(i)] * D + c)] += ys[size_t(i * D + c)];
+  phase.emplace("moe.experts");
+  // One job per expert with tokens: its (token, slot) pairs; outputs land per pair.
+  struct Job {
+    int e;
+    std::vector<int64_t> pairs;  // s * k + i
+  };
+  std::vector<Job> jobs;
+  {
+    std::vector<std::vector<int64_t>> by_expert(size_t(cfg.n_routed_experts));
+    for (int64_t p = 0; p < S * k; ++p) by_expert[size_t(r.experts[size_t(p)])].push_back(p);
+    for (int e = 0; e < cfg.n_routed_experts; ++e)
+      if (!by_expert[size_t(e)].empty()) jobs.push_back({e, std::move(by_expert[size_t(e)])});
   }
-  ys.resize(size_t(S * D));
+  std::vector<float> pair_out(size_t(S * k) * size_t(D));
+  auto run = [&](const Job& j, ThreadPool& p) {
+    const int64_t n = int64_t(j.pairs.size());
+    std::vector<float> xs(size_t(n * D)), ys(size_t(n * D)), scale(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy_n(x + (j.pairs[size_t(i)] / k) * D, D, xs.data() + i * D);
+      scale[size_t(i)] = r.weights[size_t(j.pairs[size_t(i)])];
+    }
+    expert_forward(w.experts[size_t(j.e)], xs.data(), n, scale.data(), limit, opt.act_quant, p, ys.data());
+    for (int64_t i = 0; i < n; ++i) std::copy_n(ys.data() + i * D, D, pair_out.data() + j.pairs[size_t(i)] * D);
+  };
+  // Many experts (prefill): each thread takes whole experts, largest first, and its products run
+  // inline, so no thread waits for another between matrices. Few (decode): every product is split.
+  if (jobs.size() >= 2 * size_t(pool.size())) {
+    std::vector<size_t> order(jobs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return jobs[a].pairs.size() > jobs[b].pairs.size(); });
+    std::atomic<size_t> next{0};
+    pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
+      for (size_t i; (i = next.fetch_add(1)) < order.size();) run(jobs[order[i]], pool);
+    });
+  } else {
+    for (const Job& j : jobs) run(j, pool);
+  }
+  // Routed sum in ascending expert id per token, whoever computed each expert.
+  std::vector<float> y(size_t(S * D), 0.0f), ys(size_t(S * D));
+  for (int64_t s = 0; s < S; ++s) {
+    std::vector<int> slots(static_cast<size_t>(k));
+    for (int i = 0; i < k; ++i) slots[size_t(i)] = i;
+    std::sort(slots.begin(), slots.end(),
+              [&](int a, int b) { return r.experts[size_t(s * k + a)] < r.experts[size_t(s * k + b)]; });
+    float* yr = y.data() + s * D;
+    for (int i : slots) {
+      const float* o = pair_out.data() + (s * k + i) * D;
+      for (int c = 0; c < D; ++c) yr[c] += o[c];
+    }
+  }
+  phase.emplace("moe.shared");
   expert_forward(w.shared, x, S, nullptr, opt.shared_expert_clamp ? limit : 0.0f, opt.act_quant, pool, ys.data());
   for (int64_t i = 0; i < S * D; ++i) out[i] = y[size_t(i)] + ys[size_t(i)];
 }

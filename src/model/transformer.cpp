@@ -1,8 +1,10 @@
 #include "model/transformer.h"
 
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/hyper_connection.h"
 #include "kernels/norm.h"
@@ -79,6 +81,7 @@ void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>&
   // hc_pre → norm → body → hc_post, the residual path of every sublayer (spec §4.3).
   auto sublayer = [&](const HcWeights& hcw, const FloatVec& norm, auto&& body) {
     HcParams hp = hc_params(hcw, cfg_);
+    std::optional<profile::Scope> phase(std::in_place, "hc_pre_norm");
     pool().parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
       for (size_t r = r0; r < r1; ++r) {
         float* xr = x.data() + r * size_t(D);
@@ -86,7 +89,9 @@ void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>&
         rmsnorm(xr, norm.data(), size_t(D), float(cfg_.norm_eps), xr);
       }
     });
+    phase.reset();
     body();
+    phase.emplace("hc_post");
     pool().parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
       std::vector<float> Xn(nD);
       for (size_t r = r0; r < r1; ++r) {
@@ -108,6 +113,7 @@ void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>&
 std::vector<float> Model::head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const {
   const int D = cfg_.dim;
   const size_t nD = size_t(cfg_.hc_mult) * size_t(D);
+  profile::Scope phase("head");
   HcParams hp = hc_params(hc, cfg_);
   std::vector<float> z(size_t(rows * D)), logits(size_t(rows) * size_t(cfg_.vocab_size));
   for (int64_t r = 0; r < rows; ++r) {

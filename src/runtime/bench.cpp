@@ -4,6 +4,7 @@
 #include <chrono>
 #include <random>
 
+#include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul_simd.h"
 
@@ -126,15 +127,19 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   r.read_bandwidth_bytes_per_s = measure_read_bandwidth();
   r.peak_flops_per_s = measure_peak_flops();
   SequenceState st = m.new_sequence();
+  profile::take();
   auto t0 = Clock::now();
   m.forward(st, ids.data(), ctx);
   const double prefill_s = seconds_since(t0);
+  r.prefill_phases = profile::take();
   std::vector<double> steps;
   for (int i = 0; i < decode_steps; ++i) {
     auto t1 = Clock::now();
     m.forward(st, ids.data() + ctx + i, 1);
     steps.push_back(seconds_since(t1));
   }
+  r.decode_phases = profile::take();
+  for (auto& p : r.decode_phases) p.second /= decode_steps;
   r.prefill_tokens_per_s = double(ctx) / prefill_s;
   r.prefill_flops_per_token = prefill_flops_per_token(m, ctx);
   r.prefill_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.peak_flops_per_s;

@@ -2,6 +2,8 @@
 // Decode and prefill speed together with the roofline measured in the same run (issue: report
 // tokens/s against bytes moved per token vs read bandwidth, and FLOPs vs peak).
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "model/transformer.h"
@@ -12,6 +14,8 @@ struct BenchResult {
   int64_t ctx = 0;
   double decode_tokens_per_s = 0, decode_bytes_per_token = 0, read_bandwidth_bytes_per_s = 0, decode_roofline_ratio = 0;
   double prefill_tokens_per_s = 0, prefill_flops_per_token = 0, peak_flops_per_s = 0, prefill_roofline_ratio = 0;
+  // With profile::enable(true): seconds per forward phase, for the prefill and per decode step.
+  std::vector<std::pair<std::string, double>> prefill_phases, decode_phases;
 };
 
 // Multi-threaded streaming read of a random buffer larger than the caches; median of `reps`.
