@@ -57,11 +57,9 @@ void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment
         const int64_t nvis = (t + 1) / w.ratio;
         for (int64_t j = 0; j < nvis; ++j) rows.push_back(comp_f.data() + j * d);
       }
-      for (int h = 0; h < H; ++h) {
-        const size_t off = (size_t(r) * size_t(H) + size_t(h)) * size_t(d);
-        sink_attention(q + off, rows.data(), int32_t(rows.size()), d, scale, w.sink.data()[h], o + off);
-        rope.apply(o + off, d, t, /*inverse=*/true);
-      }
+      const size_t off = size_t(r) * size_t(H) * size_t(d);
+      sink_attention_heads(q + off, H, rows.data(), int32_t(rows.size()), d, scale, w.sink.data(), o + off);
+      for (int h = 0; h < H; ++h) rope.apply(o + off + size_t(h) * size_t(d), d, t, /*inverse=*/true);
     }
   });
   for (int64_t pos = std::max(p0, p0 + S - win); pos < p0 + S; ++pos)

@@ -204,3 +204,24 @@ TEST(SinkAttention, LargeScoreRangesStayFinite) {
     EXPECT_NEAR(v, 0.0f, 1e-30);
   }
 }
+
+TEST(SinkAttention, HeadsTogetherEqualOneHeadAtATime) {
+  // 19 heads: two blocks of 8 and 3 left over; dim 40 is no multiple of two vectors (per-head path).
+  for (int dim : {512, 128, 40}) {
+    for (int n : {0, 1, 37, 300}) {
+      const int H = 19;
+      auto q = ref::randn(size_t(H * dim), uint32_t(dim + n), 2.0);
+      auto kv = ref::randn(size_t(n + 1) * size_t(dim), uint32_t(dim * 7 + n));
+      auto sinks = ref::randn(size_t(H), uint32_t(n + 3));
+      std::vector<const float*> rows(static_cast<size_t>(n));
+      for (int k = 0; k < n; ++k) rows[size_t(k)] = kv.data() + size_t((k * 7) % (n + 1)) * size_t(dim);
+      const float scale = 1.0f / std::sqrt(float(dim));
+      std::vector<float> together(size_t(H * dim), NAN), alone(size_t(H * dim), NAN);
+      sink_attention_heads(q.data(), H, rows.data(), n, dim, scale, sinks.data(), together.data());
+      for (int h = 0; h < H; ++h)
+        sink_attention(q.data() + h * dim, rows.data(), n, dim, scale, sinks[size_t(h)], alone.data() + h * dim);
+      for (size_t i = 0; i < together.size(); ++i)
+        ASSERT_EQ(together[i], alone[i]) << "dim=" << dim << " n=" << n << " i=" << i;
+    }
+  }
+}
