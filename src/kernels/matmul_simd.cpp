@@ -314,21 +314,25 @@ void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, i
   pre.resize(static_cast<size_t>(nkb));
   for (int64_t a = o0; a < o1;) {
     const int64_t rb = a / 128, b = std::min(o1, (rb + 1) * 128);
+    const DF df;
+    const int64_t N = int64_t(hn::Lanes(df));
+    const VF lo = hn::Set(df, std::numeric_limits<float>::min()), hi = hn::Set(df, std::numeric_limits<float>::max());
     for (int64_t kb = 0; kb < nkb; ++kb) {
-      const float s = W.scale_at(rb, kb), m = s * kFp8Bias;
-      const int64_t k0 = kb * 128, k1 = std::min(kp, k0 + 128);
+      const float s = W.scale_at(rb, kb);
+      const int64_t k0 = kb * 128, k1 = std::min(kp, k0 + 128);  // kp and 128 are multiples of N
       bool ok = Fp8ScaleFits(s);
-      for (int64_t t = 0; t < S && ok; ++t)
-        for (int64_t k = k0; k < k1; ++k) {
-          const float v = x[t * xs + k], av = std::fabs(v * m);
-          if (!(v == 0.0f || (av >= std::numeric_limits<float>::min() && av <= std::numeric_limits<float>::max()))) {
-            ok = false;
-            break;
-          }
+      const VF m = hn::Set(df, ok ? s * kFp8Bias : 1.0f);
+      for (int64_t t = 0; t < S; ++t)
+        for (int64_t k = k0; k < k1; k += N) {
+          const VF v = hn::LoadU(df, x + t * xs + k), a = hn::Abs(hn::Mul(v, m));
+          // NaN fails both comparisons, so it keeps the block on the per-weight path too.
+          const auto normal = hn::And(hn::Ge(a, lo), hn::Le(a, hi));
+          ok = ok && hn::AllTrue(df, hn::Or(normal, hn::Eq(v, hn::Zero(df))));
+          hn::StoreU(hn::Mul(v, m), df, xsc + t * kp + k);
         }
       pre[size_t(kb)] = ok;
-      for (int64_t t = 0; t < S; ++t)
-        for (int64_t k = k0; k < k1; ++k) xsc[t * kp + k] = ok ? x[t * xs + k] * m : x[t * xs + k];
+      if (!ok)  // the activations unscaled
+        for (int64_t t = 0; t < S; ++t) std::memcpy(xsc + t * kp + k0, x + t * xs + k0, size_t(k1 - k0) * 4);
     }
     RowsDecode(W, a, b, xsc, kp, S, y, ys, pre.data());
     a = b;
