@@ -493,7 +493,7 @@ void Dot(const float* const* w, int R, const float* x, int64_t xs, int64_t S, in
   const int64_t N = int64_t(hn::Lanes(df));
   // K in chunks so that the chunk of every row (≤ 16) and of 4 tokens stays in L1 across row quads.
   constexpr int64_t kChunk = 512;
-  if (R > 16) {  // callers pass panels of at most 16 rows; split anything larger
+  if (R > 16) {  // the accumulator tile holds 16 rows; split anything larger
     Dot(w, 16, x, xs, S, kp, y, yr, ys);
     return Dot(w + 16, R - 16, x, xs, S, kp, y + 16 * yr, yr, ys);
   }

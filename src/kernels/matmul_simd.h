@@ -22,7 +22,8 @@ void dot_rows_fused(const Linear& W, int64_t o0, int64_t o1, const float* x, int
                     float* y, int64_t ystride);
 // Copies an activation row into kernel order for W's format, zero-padded.
 void order_activation(const Linear& W, const float* x, float* dst);
-// y[r][s] = Σ_k w_r[k] x_s[k] over kp (a multiple of N) elements, for R weight rows and S tokens.
+// y[r][s] = Σ_k w_r[k] x_s[k] over kp (a multiple of N) elements, for R dequantised rows and S
+// tokens: the reference accumulation order, and the path of formats the fused kernels do not cover.
 // x rows are xstride apart, results go to y[r * ystride_r + s * ystride_s].
 void dot(const float* const* w, int R, const float* x, int64_t xstride, int64_t S, int64_t kp, float* y,
          int64_t ystride_r, int64_t ystride_s);
