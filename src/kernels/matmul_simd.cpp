@@ -1,5 +1,6 @@
 #include "kernels/matmul_simd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -282,7 +283,8 @@ void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, i
 void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys,
                 const uint8_t* prescaled);
 void RowsGemm(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys);
-void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t tn, float* y, int64_t ys);
+void RowsGemmPass(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t group_floats,
+                  const std::vector<int64_t>& t0s, float* y, int64_t ys);
 
 // Rows [o0, o1) against S tokens, dequantising in registers.
 void DotRowsFused(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, int64_t kp,
@@ -375,7 +377,8 @@ constexpr int kGemmT = 5;
 constexpr int kGemmT = 12;
 #endif
 constexpr int64_t kGemmUnit = 32;    // rows whose weights stay in L2 while every token group passes
-constexpr int64_t kGemmChunk = 512;  // K per pass: a token group's activations stay in L1
+constexpr int64_t kGemmChunk = 512;  // K per step: a token group's activations stay in L1
+constexpr int64_t kGemmPackedBytes = 384 << 10;  // packed token groups of one pass (L2 budget)
 
 template <int T>
 void GemmGroup(const Linear& W, int64_t o0, int64_t o1, int64_t k0, int64_t k1, const float* x, int64_t xs,
@@ -398,22 +401,32 @@ void GemmGroup(const Linear& W, int64_t o0, int64_t o1, int64_t k0, int64_t k1, 
 // chunk (rows a multiple of 4 KiB apart would share L1 sets with the weight rows); per group, units
 // of kGemmUnit rows pass over K in chunks while the unit's rows stream by in pairs.
 void RowsGemm(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t xs, int64_t S, float* y, int64_t ys) {
-  const int64_t K = W.in, nchunks = (K + kGemmChunk - 1) / kGemmChunk;
-  thread_local std::vector<float> buf;
-  float* packed = AlignedScratch(buf, static_cast<size_t>(nchunks * kGemmT * kGemmChunk));
+  const int64_t K = W.in, nchunks = (K + kGemmChunk - 1) / kGemmChunk, group_floats = nchunks * kGemmT * kGemmChunk;
   const int64_t groups = (S + kGemmT - 1) / kGemmT;
-  for (int64_t g = 0; g < groups; ++g) {
-    const int64_t t0 = S * g / groups, tn = S * (g + 1) / groups - t0;
-    for (int64_t c = 0; c < nchunks; ++c) {
-      const int64_t k0 = c * kGemmChunk, len = std::min(K, k0 + kGemmChunk) - k0;
-      for (int64_t t = 0; t < tn; ++t)
-        std::memcpy(packed + (c * kGemmT + t) * kGemmChunk, x + (t0 + t) * xs + k0, size_t(len) * 4);
-    }
-    RowsGemmGroup(W, o0, o1, packed, tn, y + t0 * ys, ys);
+  // Token groups packed per pass: as many as fit beside a unit's weights in L2, so each unit is
+  // fetched from memory once per pass rather than once per group.
+  const int64_t per_pass = std::clamp<int64_t>(kGemmPackedBytes / (group_floats * 4), 1, groups);
+  thread_local std::vector<float> buf;
+  float* packed = AlignedScratch(buf, static_cast<size_t>(per_pass * group_floats));
+  std::vector<int64_t> t0s;
+  for (int64_t g0 = 0; g0 < groups; g0 += per_pass) {
+    const int64_t ng = std::min(per_pass, groups - g0);
+    t0s.clear();
+    for (int64_t g = g0; g <= g0 + ng; ++g) t0s.push_back(S * g / groups);
+    for (int64_t i = 0; i < ng; ++i)
+      for (int64_t c = 0; c < nchunks; ++c) {
+        const int64_t k0 = c * kGemmChunk, len = std::min(K, k0 + kGemmChunk) - k0;
+        for (int64_t t = t0s[size_t(i)]; t < t0s[size_t(i) + 1]; ++t)
+          std::memcpy(packed + i * group_floats + (c * kGemmT + t - t0s[size_t(i)]) * kGemmChunk, x + t * xs + k0,
+                      size_t(len) * 4);
+      }
+    RowsGemmPass(W, o0, o1, packed, group_floats, t0s, y, ys);
   }
 }
 
-void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t tn, float* y, int64_t ys) {
+// Groups i of the pass (tokens t0s[i] .. t0s[i+1], packed group_floats apart), unit by unit.
+void RowsGemmPass(const Linear& W, int64_t o0, int64_t o1, const float* packed, int64_t group_floats,
+                  const std::vector<int64_t>& t0s, float* y, int64_t ys) {
   const int64_t K = W.in, nb = K / 32;
   thread_local std::vector<float> scales, park_buf;
   float* park = AlignedScratch(park_buf, static_cast<size_t>(kGemmUnit * kGemmT * kMaxLanes));
@@ -427,16 +440,20 @@ void RowsGemmGroup(const Linear& W, int64_t o0, int64_t o1, const float* packed,
       aux.fp4_scales = scales.data();
       aux.fp4_stride = nb;
     }
-    for (int64_t k0 = 0; k0 < K; k0 += kGemmChunk) {
-      const int64_t k1 = std::min(K, k0 + kGemmChunk);
-      const float* xc = packed + (k0 / kGemmChunk) * kGemmT * kGemmChunk;
-      switch (tn) {
+    for (size_t i = 0; i + 1 < t0s.size(); ++i) {
+      const int64_t tn = t0s[i + 1] - t0s[i];
+      float* yg = y + t0s[i] * ys;
+      for (int64_t k0 = 0; k0 < K; k0 += kGemmChunk) {
+        const int64_t k1 = std::min(K, k0 + kGemmChunk);
+        const float* xc = packed + int64_t(i) * group_floats + (k0 / kGemmChunk) * kGemmT * kGemmChunk;
+        switch (tn) {
 #define DSV4_GEMM_CASE(n) \
-  case n: GemmGroup<(n <= kGemmT ? n : 1)>(W, u0, u1, k0, k1, xc, kGemmChunk, aux, park, y, ys); break;
-        DSV4_GEMM_CASE(1) DSV4_GEMM_CASE(2) DSV4_GEMM_CASE(3) DSV4_GEMM_CASE(4) DSV4_GEMM_CASE(5)
-        DSV4_GEMM_CASE(6) DSV4_GEMM_CASE(7) DSV4_GEMM_CASE(8) DSV4_GEMM_CASE(9) DSV4_GEMM_CASE(10)
-        DSV4_GEMM_CASE(11) DSV4_GEMM_CASE(12)
+  case n: GemmGroup<(n <= kGemmT ? n : 1)>(W, u0, u1, k0, k1, xc, kGemmChunk, aux, park, yg, ys); break;
+          DSV4_GEMM_CASE(1) DSV4_GEMM_CASE(2) DSV4_GEMM_CASE(3) DSV4_GEMM_CASE(4) DSV4_GEMM_CASE(5)
+          DSV4_GEMM_CASE(6) DSV4_GEMM_CASE(7) DSV4_GEMM_CASE(8) DSV4_GEMM_CASE(9) DSV4_GEMM_CASE(10)
+          DSV4_GEMM_CASE(11) DSV4_GEMM_CASE(12)
 #undef DSV4_GEMM_CASE
+        }
       }
     }
   }

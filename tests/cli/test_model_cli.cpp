@@ -1,4 +1,4 @@
-// dsv4 inspect / logits / generate / make-model end to end.
+// dsv4 inspect / logits / generate / make-model / bench end to end.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -119,6 +119,26 @@ TEST_F(ModelCli, MakeModelWritesALoadableCheckpoint) {
   std::vector<uint8_t> bytes(ta.data, ta.data + ta.nbytes);
   std::sort(bytes.begin(), bytes.end());
   EXPECT_GT(std::unique(bytes.begin(), bytes.end()) - bytes.begin(), 100);  // many distinct FP8 codes
+}
+
+TEST_F(ModelCli, BenchReportsRooflineRatiosAndPhases) {
+  CmdRun r = run_dsv4("bench -m " + kFlash + " --ctx 24 --decode-steps 2 --json --profile -t 2", tmp_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ctx"], 24);
+  for (const char* key : {"decode_tokens_per_s", "decode_bytes_per_token", "read_bandwidth_bytes_per_s",
+                          "decode_roofline_ratio", "prefill_tokens_per_s", "prefill_flops_per_token",
+                          "peak_flops_per_s", "prefill_roofline_ratio"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+    EXPECT_TRUE(std::isfinite(j[key].get<double>())) << key;
+  }
+  // Every phase of the forward pass is timed, in prefill and in decode.
+  for (const char* phase : {"hc_pre_norm", "attn.q_kv", "attn.compressor", "attn.indexer", "attn.core", "attn.out",
+                            "hc_post", "moe.route", "moe.experts", "moe.shared", "head"}) {
+    EXPECT_GT(j["prefill_phase_s"].value(phase, 0.0), 0.0) << phase;
+    EXPECT_GT(j["decode_phase_s"].value(phase, 0.0), 0.0) << phase;
+  }
 }
 
 }  // namespace
