@@ -82,21 +82,23 @@ void expect_dequant_exact(const Linear& W) {
   }
 }
 
-// Fused decode (S = 1..4) and prefill (S > 4, token groups of every size up to 12 and tails) equal
+// Fused decode (S = 1..4) and prefill (S > 4, token groups of the sizes splits produce) equal
 // dequant_row + dot for every row, bit for bit, also when a call covers rows from the middle of a
 // 128-row FP8 scale block.
 void expect_fused_equals_dequant_dot(const Linear& W) {
   const int64_t kp = int64_t(simd::padded(W.in));
   std::mt19937 g(5);
   std::normal_distribution<float> n(0.0f, 1.0f);
-  for (int64_t S : {1, 2, 3, 4, 5, 7, 12, 13, 25}) {
+  for (int64_t S : {1, 2, 3, 4, 5, 7, 9, 10, 12, 13, 19, 25}) {
     std::vector<float> x(static_cast<size_t>(S * kp), 0.0f);
     for (int64_t s = 0; s < S; ++s)
       for (int64_t k = 0; k < W.in; ++k) x[size_t(s * kp + k)] = n(g);
     std::vector<float> fused(static_cast<size_t>(S * W.out)), ref(static_cast<size_t>(S * W.out));
-    const int64_t mid = W.out / 3 + 1;
+    // Three calls: the row tiles' remainders of 1 and 2 rows occur too.
+    const int64_t mid = W.out / 3 + 1, mid2 = mid + 5;
     simd::dot_rows_fused(W, 0, mid, x.data(), kp, S, kp, fused.data(), W.out);
-    simd::dot_rows_fused(W, mid, W.out, x.data(), kp, S, kp, fused.data(), W.out);
+    simd::dot_rows_fused(W, mid, mid2, x.data(), kp, S, kp, fused.data(), W.out);
+    simd::dot_rows_fused(W, mid2, W.out, x.data(), kp, S, kp, fused.data(), W.out);
     std::vector<float> row(static_cast<size_t>(kp));
     for (int64_t o = 0; o < W.out; ++o) {
       simd::dequant_row(W, o, row.data());
