@@ -7,6 +7,12 @@
 
 namespace dsv4 {
 
+// Whole blocks, vectorised and bit-identical (quant_simd.cpp), where the block is a multiple of the
+// vector length.
+bool roundtrip_blocks_vectorised(size_t block);
+void fp8_roundtrip_blocks(float* x, size_t nblocks, size_t block);
+void fp4_roundtrip_blocks(float* x, size_t nblocks, size_t block);
+
 namespace {
 constexpr float kInv448 = 1.0f / 448.0f;
 constexpr float kInv6 = 1.0f / 6.0f;
@@ -30,7 +36,12 @@ float round_e4m3_small(float v) {
 }
 
 void fp8_roundtrip(float* x, size_t n, size_t block) {
-  for (size_t b = 0; b < n; b += block) {
+  size_t b = 0;
+  if (roundtrip_blocks_vectorised(block)) {
+    fp8_roundtrip_blocks(x, n / block, block);
+    b = n / block * block;
+  }
+  for (; b < n; b += block) {
     size_t m = std::min(block, n - b);
     float s = ceil_pow2_scale(std::max(block_amax(x + b, m), 1e-4f), kInv448);
     for (size_t i = 0; i < m; ++i) x[b + i] = round_e4m3_small(std::clamp(x[b + i] / s, -448.0f, 448.0f)) * s;
@@ -39,7 +50,12 @@ void fp8_roundtrip(float* x, size_t n, size_t block) {
 
 void fp4_roundtrip(float* x, size_t n, size_t block) {
   const float floor = 6.0f * std::ldexp(1.0f, -126);
-  for (size_t b = 0; b < n; b += block) {
+  size_t b = 0;
+  if (roundtrip_blocks_vectorised(block)) {
+    fp4_roundtrip_blocks(x, n / block, block);
+    b = n / block * block;
+  }
+  for (; b < n; b += block) {
     size_t m = std::min(block, n - b);
     float s = ceil_pow2_scale(std::max(block_amax(x + b, m), floor), kInv6);
     for (size_t i = 0; i < m; ++i) x[b + i] = round_e2m1(std::clamp(x[b + i] / s, -6.0f, 6.0f)) * s;

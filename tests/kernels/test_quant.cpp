@@ -208,3 +208,45 @@ TEST(Fp4Roundtrip, Idempotent) {
   fp4_roundtrip(y.data(), y.size());
   expect_bitwise(y, x, "fp4 idempotence");
 }
+
+// Whole blocks take the vectorised path (quant_simd.cpp): on blocks whose amax fixes s = 1, every
+// grid value, midpoint (tie), the floats either side of it and NaN must come out as the scalar
+// rounding of each element.
+template <typename Round>
+void expect_vector_blocks_match_scalar(const std::vector<float>& grid, float qmax, size_t block, Round round,
+                                       void (*roundtrip)(float*, size_t, size_t)) {
+  std::vector<float> probes;
+  for (size_t i = 0; i < grid.size(); ++i) {
+    probes.push_back(grid[i]);
+    if (i + 1 < grid.size()) {
+      const float mid = (grid[i] + grid[i + 1]) / 2;
+      probes.insert(probes.end(), {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)});
+    }
+  }
+  probes.insert(probes.end(), {NAN, -NAN});  // amax ignores NaN
+  std::vector<float> x;
+  for (float v : probes)
+    for (float sv : {v, -v}) {
+      if (x.size() % block == 0) x.push_back(qmax);  // amax = qmax: s = 1
+      x.push_back(sv);
+    }
+  while (x.size() % block) x.push_back(0.0f);
+  auto got = x;
+  roundtrip(got.data(), got.size(), block);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float v = x[i], want = round(v < -qmax ? -qmax : (qmax < v ? qmax : v));
+    ASSERT_EQ(f32_to_bits(got[i]), f32_to_bits(want)) << "x = " << v;
+  }
+}
+
+TEST(Fp8Roundtrip, VectorBlocksEqualScalarRounding) {
+  std::vector<float> grid;
+  for (int c = 0; c < 0x7f; ++c) grid.push_back(e4m3_to_f32(uint8_t(c)));
+  expect_vector_blocks_match_scalar(grid, 448.0f, 128, round_e4m3_small, fp8_roundtrip);
+}
+
+TEST(Fp4Roundtrip, VectorBlocksEqualScalarRounding) {
+  std::vector<float> grid;
+  for (int c = 0; c < 8; ++c) grid.push_back(e2m1_to_f32(uint8_t(c)));
+  expect_vector_blocks_match_scalar(grid, 6.0f, 32, round_e2m1, fp4_roundtrip);
+}
