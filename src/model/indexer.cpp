@@ -5,7 +5,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/hadamard.h"
-#include "kernels/matmul_simd.h"
+#include "kernels/index_score.h"
 #include "kernels/quant.h"
 #include "kernels/rope.h"
 #include "kernels/topk.h"
@@ -63,18 +63,9 @@ std::vector<std::vector<int32_t>> indexer_forward(const IndexerWeights& w, const
     std::vector<float> score;
     for (size_t r = r0; r < r1; ++r) {
       const int32_t nvis = int32_t((pos[r] + 1) / R);
-      const float* keys = row_state[r]->keys.data();
-      score.assign(size_t(nvis), 0.0f);
-      for (int32_t j = 0; j < nvis; ++j) {
-        const float* kj = keys + size_t(j) * size_t(dI);
-        float acc = 0;
-        for (int h = 0; h < nH; ++h) {
-          const float* qh = q.data() + (r * size_t(nH) + size_t(h)) * size_t(dI);
-          const float d = simd::dot_f32(qh, kj, size_t(dI));
-          acc += wts[r * size_t(nH) + size_t(h)] * std::max(d, 0.0f);
-        }
-        score[size_t(j)] = acc;
-      }
+      score.resize(size_t(nvis));
+      index_scores(q.data() + r * size_t(nH) * size_t(dI), wts.data() + r * size_t(nH), nH, dI,
+                   row_state[r]->keys.data(), nvis, score.data());
       out[r] = topk_desc(score.data(), nvis, cfg.index_topk);
     }
   });
