@@ -19,6 +19,7 @@ struct BenchResult {
 };
 
 // Multi-threaded streaming read of a random buffer larger than the caches; median of `reps`.
+// run_bench measures it (and the peak) before and after the timed work and keeps the higher.
 double measure_read_bandwidth(size_t bytes = size_t(1) << 30, int reps = 5);
 // fp32 FMA peak of all threads (the precision the engine's GEMMs run in); median of `reps`.
 double measure_peak_flops(int reps = 5);
