@@ -18,10 +18,12 @@ struct BenchResult {
   std::vector<std::pair<std::string, double>> prefill_phases, decode_phases;
 };
 
-// Multi-threaded streaming read of a random buffer larger than the caches; median of `reps`.
-// run_bench measures it (and the peak) before and after the timed work and keeps the higher.
+// Rooflines are the best of `reps`: a repetition slowed by another tenant of the host says nothing
+// about the machine's limit, and a higher roofline only makes the ratios stricter. run_bench
+// measures them before and after the timed work and keeps the higher.
+// Multi-threaded streaming read of a random buffer larger than the caches.
 double measure_read_bandwidth(size_t bytes = size_t(1) << 30, int reps = 5);
-// fp32 FMA peak of all threads (the precision the engine's GEMMs run in); median of `reps`.
+// fp32 FMA peak of all threads (the precision the engine's GEMMs run in).
 double measure_peak_flops(int reps = 5);
 // Weight and KV bytes one decode token reads at context ctx (routed experts: k of E per layer).
 double decode_bytes_per_token(const Model& m, int64_t ctx);
