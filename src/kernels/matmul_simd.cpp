@@ -148,7 +148,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
   const DF df;
   const int64_t N = int64_t(hn::Lanes(df)), K = W.in;
   VF acc[R][T];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) acc[r][t] = first ? hn::Zero(df) : hn::LoadU(df, park + (r * T + t) * N);
@@ -160,7 +160,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
       // One load per token, not one per row: GCC would fold the load into every FMA using it.
       asm("" : "+v"(xv.raw));
 #endif
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][t] = hn::MulAdd(w[r], xv, acc[r][t]);
     }
   };
@@ -168,7 +168,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
   switch (W.fmt) {
     case Linear::Format::F32:
       for (int64_t k = k0; k < k1; k += N) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) w[r] = hn::LoadU(df, reinterpret_cast<const float*>(W.w) + (o + r) * K + k);
         fma(k, w);
       }
@@ -176,9 +176,9 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
     case Linear::Format::BF16:
       for (int64_t k = k0; k < k1; k += N) {
         if (k % 32 == 0)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int r = 0; r < R; ++r) PrefetchNext(W.w + 2 * ((o + r + aux.prefetch_rows) * K + k));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) w[r] = DecBF16(reinterpret_cast<const uint16_t*>(W.w) + (o + r) * K + k);
         fma(k, w);
       }
@@ -189,9 +189,9 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
         if (aux.prescaled && aux.prescaled[kb / 128]) {
           for (int64_t k = kb; k < ke; k += N) {
             if (k % 64 == 0)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
               for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + aux.prefetch_rows) * K + k);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < R; ++r) w[r] = DecFP8Raw(W.w + (o + r) * K + k);
             fma(k, w);
           }
@@ -200,7 +200,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
         // The scale on the weights: s·2^8 in one multiply, or 2^8 then s where that would overflow.
         VF m1[R], m2[R];
         bool fits = true;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
           const float s = W.scale_at((o + r) / 128, kb / 128);
           const bool f = Fp8ScaleFits(s);
@@ -210,12 +210,12 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
         }
         for (int64_t k = kb; k < ke; k += N) {
           if (k % 64 == 0)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + aux.prefetch_rows) * K + k);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int r = 0; r < R; ++r) w[r] = hn::Mul(DecFP8Raw(W.w + (o + r) * K + k), m1[r]);
           if (!fits)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < R; ++r) w[r] = hn::Mul(w[r], m2[r]);
           fma(k, w);
         }
@@ -224,10 +224,10 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
     case Linear::Format::FP4:
       for (int64_t b = k0 / 2; b < k1 / 2; b += N) {
         if (b % 64 == 0)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int r = 0; r < R; ++r) PrefetchNext(W.w + (o + r + aux.prefetch_rows) * (K / 2) + b);
         VF hi[R];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; ++r)
           DecFP4(W.w + (o + r) * (K / 2) + b, Fp4Table(aux.fp4_scales[r * aux.fp4_stride + (2 * b) / 32]), w[r], hi[r]);
         fma(2 * b, w);
@@ -235,7 +235,7 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
       }
       break;
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
@@ -349,7 +349,15 @@ void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t
   RowAux aux;
   aux.prescaled = prescaled;
   aux.fp4_stride = nb;
-  aux.prefetch_rows = S == 1 ? 4 : 2;  // the next row group
+  // Single tokens read 8 rows in lockstep and prefetch the next 8: more streams in flight reach
+  // closer to the read bandwidth. FP4 decoding is compute-bound at 4 (8 tables would not fit), and
+  // so is everything on 16-register targets.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+  const bool wide = false;
+#else
+  const bool wide = S == 1 && W.fmt != Linear::Format::FP4;
+#endif
+  aux.prefetch_rows = wide ? 8 : S == 1 ? 4 : 2;  // the next row group
   auto rows = [&](auto kernel, int R, int64_t& o) {
     for (; o + R <= o1; o += R) {
       if (W.fmt == Linear::Format::FP4) {
@@ -362,7 +370,11 @@ void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t
   };
   int64_t o = o0;
   switch (S) {
-    case 1: rows(FusedRows<4, 1>, 4, o); rows(FusedRows<1, 1>, 1, o); break;
+    case 1:
+      if (wide) rows(FusedRows<8, 1>, 8, o);
+      rows(FusedRows<4, 1>, 4, o);
+      rows(FusedRows<1, 1>, 1, o);
+      break;
     case 2: rows(FusedRows<2, 2>, 2, o); rows(FusedRows<1, 2>, 1, o); break;
     case 3: rows(FusedRows<2, 3>, 2, o); rows(FusedRows<1, 3>, 1, o); break;
     default: rows(FusedRows<2, 4>, 2, o); rows(FusedRows<1, 4>, 1, o);
