@@ -23,33 +23,31 @@ double expert_bytes(const ExpertWeights& e) { return lin_bytes(e.w1) + lin_bytes
 double expert_flops(const ExpertWeights& e) { return lin_flops(e.w1) + lin_flops(e.w2) + lin_flops(e.w3); }
 }  // namespace
 
-double measure_read_bandwidth(size_t bytes, int reps) {
-  ThreadPool& pool = ThreadPool::global();
-  const size_t n = bytes / 4;
-  std::vector<float> buf(n);
-  pool.parallel_for(n, [&](size_t a, size_t b) {
-    uint64_t z = 0x9E3779B97F4A7C15ull * (a + 1);  // xorshift64: random enough, and fast for 1 GiB
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 4) {
+  ThreadPool::global().parallel_for(buf_.size(), [&](size_t a, size_t b) {
+    uint64_t z = 0x9E3779B97F4A7C15ull * (a + 1);  // xorshift64: random enough, and fast
     for (size_t i = a; i < b; ++i) {
       z ^= z << 13, z ^= z >> 7, z ^= z << 17;
-      buf[i] = float(int32_t(z >> 32)) * 0x1p-31f;  // [-1, 1)
+      buf_[i] = float(int32_t(z >> 32)) * 0x1p-31f;  // [-1, 1)
     }
   });
-  std::vector<double> bw;
+}
+
+double ReadBandwidthProbe::measure(int reps) const {
+  ThreadPool& pool = ThreadPool::global();
+  const size_t n = buf_.size(), T = size_t(pool.size());
+  double best = 0;
   volatile double sink = 0;
-  for (int r = 0; r < reps + 1; ++r) {
-    std::vector<double> part(size_t(pool.size()) * 8);
+  for (int r = 0; r < reps; ++r) {
+    std::vector<double> part(T * 8);
     auto t0 = Clock::now();
-    pool.parallel_for(size_t(pool.size()), [&](size_t a, size_t b) {
-      for (size_t t = a; t < b; ++t) {
-        size_t lo = n * t / size_t(pool.size()), hi = n * (t + 1) / size_t(pool.size());
-        part[t * 8] = simd::stream_sum(buf.data() + lo, hi - lo);
-      }
+    pool.parallel_for(T, [&](size_t a, size_t b) {
+      for (size_t t = a; t < b; ++t) part[t * 8] = simd::stream_sum(buf_.data() + n * t / T, n * (t + 1) / T - n * t / T);
     });
-    double s = seconds_since(t0);
+    best = std::max(best, double(n * 4) / seconds_since(t0));
     for (double p : part) sink = sink + p;
-    if (r > 0) bw.push_back(double(bytes) / s);  // the first pass warms page tables
   }
-  return *std::max_element(bw.begin(), bw.end());
+  return best;
 }
 
 double measure_peak_flops(int reps) {
@@ -128,9 +126,6 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   std::mt19937_64 rng(seed);
   std::vector<int32_t> ids(size_t(ctx + decode_steps));
   for (auto& t : ids) t = int32_t(rng() % uint64_t(m.config().vocab_size));
-  // The rooflines are measured before and after the timed work and the higher kept: on a shared
-  // machine the bandwidth available shifts from minute to minute, and the ratio must not flatter.
-  r.read_bandwidth_bytes_per_s = measure_read_bandwidth();
   r.peak_flops_per_s = measure_peak_flops();
   // Timed as in a running server: a warm-up request (up to kWarmupTokens) has mapped the weights in
   // and grown the heap, so first-touch page faults are not counted as compute.
@@ -144,22 +139,29 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   m.forward(st, ids.data(), ctx);
   const double prefill_s = seconds_since(t0);
   r.prefill_phases = profile::take();
-  std::vector<double> steps;
+  // The FMA peak only drops when the host takes a core away: the better of before and after.
+  r.peak_flops_per_s = std::max(r.peak_flops_per_s, measure_peak_flops());
+  // On a shared host the bandwidth available shifts from second to second, so each decode step is
+  // paired with a bandwidth probe taken just before it, and the ratio is the median over steps.
+  ReadBandwidthProbe probe;
+  std::vector<double> steps, bws, ratios;
+  const double bytes = decode_bytes_per_token(m, ctx);
   for (int i = 0; i < decode_steps; ++i) {
+    bws.push_back(probe.measure());
     auto t1 = Clock::now();
     m.forward(st, ids.data() + ctx + i, 1);
     steps.push_back(seconds_since(t1));
+    ratios.push_back(bytes / steps.back() / bws.back());
   }
   r.decode_phases = profile::take();
-  r.read_bandwidth_bytes_per_s = std::max(r.read_bandwidth_bytes_per_s, measure_read_bandwidth());
-  r.peak_flops_per_s = std::max(r.peak_flops_per_s, measure_peak_flops());
   for (auto& p : r.decode_phases) p.second /= decode_steps;
   r.prefill_tokens_per_s = double(ctx) / prefill_s;
   r.prefill_flops_per_token = prefill_flops_per_token(m, ctx);
   r.prefill_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.peak_flops_per_s;
   r.decode_tokens_per_s = 1.0 / median(steps);
-  r.decode_bytes_per_token = decode_bytes_per_token(m, ctx);
-  r.decode_roofline_ratio = r.decode_tokens_per_s * r.decode_bytes_per_token / r.read_bandwidth_bytes_per_s;
+  r.decode_bytes_per_token = bytes;
+  r.read_bandwidth_bytes_per_s = median(bws);
+  r.decode_roofline_ratio = median(ratios);
   return r;
 }
 

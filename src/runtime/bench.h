@@ -18,18 +18,23 @@ struct BenchResult {
   std::vector<std::pair<std::string, double>> prefill_phases, decode_phases;
 };
 
-// Rooflines are the best of `reps`: a repetition slowed by another tenant of the host says nothing
-// about the machine's limit, and a higher roofline only makes the ratios stricter. run_bench
-// measures them before and after the timed work and keeps the higher.
-// Multi-threaded streaming read of a random buffer larger than the caches.
-double measure_read_bandwidth(size_t bytes = size_t(1) << 30, int reps = 5);
-// fp32 FMA peak of all threads (the precision the engine's GEMMs run in).
+// Multi-threaded streaming read of a random buffer larger than the caches (filled once).
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(size_t bytes = size_t(512) << 20);
+  double measure(int reps = 1) const;  // bytes/s, the best of `reps` passes
+ private:
+  std::vector<float> buf_;
+};
+// fp32 FMA peak of all threads (the precision the engine's GEMMs run in), the best of `reps`: a
+// repetition slowed by another tenant of the host says nothing about the machine's limit.
 double measure_peak_flops(int reps = 5);
 // Weight and KV bytes one decode token reads at context ctx (routed experts: k of E per layer).
 double decode_bytes_per_token(const Model& m, int64_t ctx);
 // FLOPs per token of a prefill of ctx tokens (linears, attention, indexer, compressors).
 double prefill_flops_per_token(const Model& m, int64_t ctx);
-// Random token ids, prefill ctx of them, then `decode_steps` single-token steps.
+// Random token ids, prefill ctx of them, then `decode_steps` single-token steps. decode_roofline_ratio
+// is the median over steps of each step's ratio to the bandwidth probed just before it.
 BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed);
 
 }  // namespace dsv4
