@@ -70,6 +70,13 @@ HWY_INLINE void DecFP4(const uint8_t* p, VF t, VF& lo, VF& hi) {
   const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint8_t, DF> d8;
   const auto c = hn::PromoteTo(du, hn::LoadU(d8, p));
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  // vpermps reads the low 4 bits of each index: the low nibble needs no mask (decode is
+  // compute-bound, one operation in eight counts).
+  lo = VF{_mm512_permutexvar_ps(c.raw, t.raw)};
+  hi = VF{_mm512_permutexvar_ps(hn::ShiftRight<4>(c).raw, t.raw)};
+  (void)di;
+#else
   if (hn::Lanes(df) == 16) {  // Vectorizable admits 8 or 16 lanes
     lo = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(c, hn::Set(du, 15)))));
     hi = hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::ShiftRight<4>(c))));
@@ -80,6 +87,7 @@ HWY_INLINE void DecFP4(const uint8_t* p, VF t, VF& lo, VF& hi) {
     hi = hn::Or(hn::TableLookupLanes(t, hn::IndicesFromVec(df, hn::BitCast(di, hn::And(hn::ShiftRight<4>(c), m7)))),
                 hn::BitCast(df, hn::ShiftLeft<24>(hn::And(c, hn::Set(du, 0x80)))));
   }
+#endif
 }
 // The n E8M0 (or F32) block scales of FP4 row o as floats, exactly: 2^(b-127), 2^-127 for b = 0
 // (subnormal), NaN for b = 255.
