@@ -46,12 +46,10 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk,
-                              size_t chunks_per_thread) {
+void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
   if (n == 0) return;
   size_t threads = size_t(size());
-  size_t chunks = std::min(threads * std::max<size_t>(chunks_per_thread, 1),
-                           (n + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
+  size_t chunks = std::min(threads, (n + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
   // A second caller (another thread, or a nested call from inside a job) runs its work inline
   // rather than waiting: outputs do not depend on how the range is split.
   std::unique_lock<std::mutex> busy(dispatch_mu_, std::try_to_lock);

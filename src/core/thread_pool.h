@@ -20,11 +20,8 @@ class ThreadPool {
   int size() const { return int(workers_.size()) + 1; }
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n); the caller thread takes part. Safe to call
-  // from several threads at once (one of them gets the workers, the others run inline). With
-  // chunks_per_thread > 1 threads take chunks as they finish, so one slowed thread (a busy host core)
-  // holds the others up less.
-  void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk = 1,
-                    size_t chunks_per_thread = 1);
+  // from several threads at once (one of them gets the workers, the others run inline).
+  void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk = 1);
 
   static ThreadPool& global();
   static void set_global_threads(int n);

@@ -126,7 +126,7 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
       simd::dot_rows_fused(W, a, b, xo.data() + g * kp, groups * kp, S, kp, y, out);
       a = b;
     }
-  }, 32, S <= 4 ? 4 : 1);  // decode: memory-bound, so balance; prefill splits evenly already
+  }, 32);
 }
 
 }  // namespace
