@@ -101,35 +101,22 @@ void moe_forward(const MoeWeights& w, const ModelConfig& cfg, const float* x, co
     expert_forward(w.experts[size_t(j.e)], xs.data(), n, scale.data(), limit, opt.act_quant, p, ys.data());
     for (int64_t i = 0; i < n; ++i) std::copy_n(ys.data() + i * D, D, pair_out.data() + j.pairs[size_t(i)] * D);
   };
-  std::vector<float> shared_out(size_t(S * D));
-  auto shared = [&](ThreadPool& p) {
-    expert_forward(w.shared, x, S, nullptr, opt.shared_expert_clamp ? limit : 0.0f, opt.act_quant, p,
-                   shared_out.data());
-  };
-  // Many experts (prefill, and decode on few threads): each thread takes whole experts, the shared
-  // one first, then the routed ones largest first; their products run inline, so no thread waits for
-  // another between matrices. Few (decode on many threads): every product is split.
-  const bool whole_experts = jobs.size() >= 2 * size_t(pool.size());
-  if (whole_experts) {
+  // Many experts (prefill): each thread takes whole experts, largest first, and its products run
+  // inline, so no thread waits for another between matrices. Few (decode): every product is split.
+  if (jobs.size() >= 2 * size_t(pool.size())) {
     std::vector<size_t> order(jobs.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return jobs[a].pairs.size() > jobs[b].pairs.size(); });
-    order.insert(order.begin(), jobs.size());  // the shared expert
     std::atomic<size_t> next{0};
     pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
-      for (size_t i; (i = next.fetch_add(1)) < order.size();) {
-        if (order[i] == jobs.size())
-          shared(pool);
-        else
-          run(jobs[order[i]], pool);
-      }
+      for (size_t i; (i = next.fetch_add(1)) < order.size();) run(jobs[order[i]], pool);
     });
   } else {
     for (const Job& j : jobs) run(j, pool);
   }
   // Routed sum in ascending expert id per token, whoever computed each expert.
-  std::vector<float> y(size_t(S * D), 0.0f);
+  std::vector<float> y(size_t(S * D), 0.0f), ys(size_t(S * D));
   for (int64_t s = 0; s < S; ++s) {
     std::vector<int> slots(static_cast<size_t>(k));
     for (int i = 0; i < k; ++i) slots[size_t(i)] = i;
@@ -141,11 +128,9 @@ void moe_forward(const MoeWeights& w, const ModelConfig& cfg, const float* x, co
       for (int c = 0; c < D; ++c) yr[c] += o[c];
     }
   }
-  if (!whole_experts) {
-    phase.emplace("moe.shared");
-    shared(pool);
-  }
-  for (int64_t i = 0; i < S * D; ++i) out[i] = y[size_t(i)] + shared_out[size_t(i)];
+  phase.emplace("moe.shared");
+  expert_forward(w.shared, x, S, nullptr, opt.shared_expert_clamp ? limit : 0.0f, opt.act_quant, pool, ys.data());
+  for (int64_t i = 0; i < S * D; ++i) out[i] = y[size_t(i)] + ys[size_t(i)];
 }
 
 }  // namespace dsv4

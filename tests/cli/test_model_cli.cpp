@@ -133,10 +133,9 @@ TEST_F(ModelCli, BenchReportsRooflineRatiosAndPhases) {
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
     EXPECT_TRUE(std::isfinite(j[key].get<double>())) << key;
   }
-  // Every phase of the forward pass is timed, in prefill and in decode (the shared expert runs among
-  // the routed ones, under moe.experts, when threads take whole experts).
+  // Every phase of the forward pass is timed, in prefill and in decode.
   for (const char* phase : {"hc_pre_norm", "attn.q_kv", "attn.compressor", "attn.indexer", "attn.core", "attn.out",
-                            "hc_post", "moe.route", "moe.experts", "head"}) {
+                            "hc_post", "moe.route", "moe.experts", "moe.shared", "head"}) {
     EXPECT_GT(j["prefill_phase_s"].value(phase, 0.0), 0.0) << phase;
     EXPECT_GT(j["decode_phase_s"].value(phase, 0.0), 0.0) << phase;
   }
