@@ -42,55 +42,51 @@ HWY_INLINE VF Clamp(VF v, float q) {
   return hn::IfThenElse(hn::Lt(v, lo), lo, hn::IfThenElse(hn::Lt(hi, v), hi, v));
 }
 
-// round_e4m3_small: the 2^-9 subnormal grid by adding and removing 2^14, else the mantissa
-// rounded to 3 bits half to even on the bit pattern.
-HWY_INLINE VF RoundE4M3(VF v) {
+// Rounding to a small float format, half to even, as the scalar code does it: below `threshold` the
+// grid is uniform, and adding and removing `magic` (whose ulp is that step) rounds onto it; above,
+// the f32 mantissa keeps 23 - kDrop bits, rounded on the bit pattern (a carry bumps the exponent).
+template <int kDrop>
+HWY_INLINE VF RoundSmallFloat(VF v, float magic, float threshold) {
   const DF df;
   const hn::RebindToUnsigned<DF> du;
   const VF a = hn::Abs(v);
-  const VF sub = hn::Sub(hn::Add(a, hn::Set(df, 16384.0f)), hn::Set(df, 16384.0f));
+  const VF grid = hn::Sub(hn::Add(a, hn::Set(df, magic)), hn::Set(df, magic));
   const auto u = hn::BitCast(du, a);
-  const auto odd = hn::And(hn::ShiftRight<20>(u), hn::Set(du, 1u));
-  const VF nor = hn::BitCast(df, hn::AndNot(hn::Set(du, 0xFFFFFu), hn::Add(hn::Add(u, hn::Set(du, 0x7FFFFu)), odd)));
-  return hn::CopySign(hn::IfThenElse(hn::Lt(a, hn::Set(df, 0.015625f)), sub, nor), v);
+  const auto odd = hn::And(hn::ShiftRight<kDrop>(u), hn::Set(du, 1u));
+  const auto half = hn::Set(du, (1u << (kDrop - 1)) - 1u), low = hn::Set(du, (1u << kDrop) - 1u);
+  const VF mant = hn::BitCast(df, hn::AndNot(low, hn::Add(hn::Add(u, half), odd)));
+  return hn::CopySign(hn::IfThenElse(hn::Lt(a, hn::Set(df, threshold)), grid, mant), v);
 }
 
-// round_e2m1 on |v| <= 6: steps of 0.5 below 2 (adding and removing 2^22 rounds half to even),
-// else the mantissa rounded to 1 bit half to even; f32_to_e2m1 sends NaN to code 0 (+0 / -0).
+// round_e4m3_small: the 2^-9 subnormal grid below 2^-6, then 3 mantissa bits.
+HWY_INLINE VF RoundE4M3(VF v) { return RoundSmallFloat<20>(v, 16384.0f, 0.015625f); }
+
+// round_e2m1 on |v| <= 6: steps of 0.5 below 2, then 1 mantissa bit; f32_to_e2m1 sends NaN to
+// code 0 (+0 / -0).
 HWY_INLINE VF RoundE2M1(VF v) {
-  const DF df;
-  const hn::RebindToUnsigned<DF> du;
-  const VF a = hn::Abs(v);
-  const VF small = hn::Sub(hn::Add(a, hn::Set(df, 4194304.0f)), hn::Set(df, 4194304.0f));
-  const auto u = hn::BitCast(du, a);
-  const auto odd = hn::And(hn::ShiftRight<22>(u), hn::Set(du, 1u));
-  const VF big = hn::BitCast(df, hn::AndNot(hn::Set(du, 0x3FFFFFu), hn::Add(hn::Add(u, hn::Set(du, 0x1FFFFFu)), odd)));
-  const VF r = hn::IfThenElse(hn::Lt(a, hn::Set(df, 2.0f)), small, big);
-  return hn::CopySign(hn::IfThenZeroElse(hn::IsNaN(a), r), v);
+  return hn::IfThenElse(hn::IsNaN(v), hn::CopySign(hn::Zero(DF()), v), RoundSmallFloat<22>(v, 4194304.0f, 2.0f));
 }
 
-// nblocks blocks of `block` floats (a multiple of the lane count), each x = round(clamp(x/s)) * s.
-void Fp8RoundtripBlocks(float* x, size_t nblocks, size_t block) {
+// nblocks blocks of `block` floats (a multiple of the lane count), each
+// x = round(clamp(x / s, ±qmax)) · s with s = ceil-pow2(max(amax, amax_floor) / qmax).
+template <class Round>
+HWY_INLINE void RoundtripBlocks(float* x, size_t nblocks, size_t block, float qmax, float amax_floor, Round round) {
   const DF df;
   const size_t N = hn::Lanes(df);
   for (size_t b = 0; b < nblocks; ++b, x += block) {
-    const float s = ceil_pow2_scale(std::max(BlockAmax(x, block), 1e-4f), 1.0f / 448.0f);
-    const VF vs = hn::Set(df, s);
+    const VF vs = hn::Set(df, ceil_pow2_scale(std::max(BlockAmax(x, block), amax_floor), 1.0f / qmax));
     for (size_t i = 0; i < block; i += N)
-      hn::StoreU(hn::Mul(RoundE4M3(Clamp(hn::Div(hn::LoadU(df, x + i), vs), 448.0f)), vs), df, x + i);
+      hn::StoreU(hn::Mul(round(Clamp(hn::Div(hn::LoadU(df, x + i), vs), qmax)), vs), df, x + i);
   }
+}
+
+void Fp8RoundtripBlocks(float* x, size_t nblocks, size_t block) {
+  RoundtripBlocks(x, nblocks, block, 448.0f, 1e-4f, [](VF v) HWY_ATTR { return RoundE4M3(v); });
 }
 
 void Fp4RoundtripBlocks(float* x, size_t nblocks, size_t block) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const float floor = 6.0f * 1.1754943508222875e-38f;  // 6 * 2^-126
-  for (size_t b = 0; b < nblocks; ++b, x += block) {
-    const float s = ceil_pow2_scale(std::max(BlockAmax(x, block), floor), 1.0f / 6.0f);
-    const VF vs = hn::Set(df, s);
-    for (size_t i = 0; i < block; i += N)
-      hn::StoreU(hn::Mul(RoundE2M1(Clamp(hn::Div(hn::LoadU(df, x + i), vs), 6.0f)), vs), df, x + i);
-  }
+  RoundtripBlocks(x, nblocks, block, 6.0f, 6.0f * 1.1754943508222875e-38f /* 6 * 2^-126 */,
+                  [](VF v) HWY_ATTR { return RoundE2M1(v); });
 }
 
 size_t QuantLanes() { return hn::Lanes(DF()); }

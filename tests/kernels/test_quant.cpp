@@ -31,13 +31,8 @@ void expect_bitwise(const std::vector<float>& got, const std::vector<float>& wan
     ASSERT_EQ(got[i], want[i]) << what << " at " << i << " (block " << i << ")";
 }
 
-}  // namespace
-
-TEST(Fp8Roundtrip, FastRoundingEqualsTheCodecOnEveryGridPointAndMidpoint) {
-  // Every e4m3 value, the midpoints between neighbours (ties), one f32 ulp either side of each, and
-  // random values across the whole range including the subnormal grid.
-  std::vector<float> grid;
-  for (int c = 0; c < 0x7f; ++c) grid.push_back(e4m3_to_f32(uint8_t(c)));
+// Every value of a format's grid, the midpoints between neighbours (ties) and one f32 ulp either side.
+std::vector<float> grid_probes(const std::vector<float>& grid) {
   std::vector<float> probes;
   for (size_t i = 0; i < grid.size(); ++i) {
     probes.push_back(grid[i]);
@@ -46,6 +41,17 @@ TEST(Fp8Roundtrip, FastRoundingEqualsTheCodecOnEveryGridPointAndMidpoint) {
       probes.insert(probes.end(), {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)});
     }
   }
+  return probes;
+}
+
+}  // namespace
+
+TEST(Fp8Roundtrip, FastRoundingEqualsTheCodecOnEveryGridPointAndMidpoint) {
+  // Every e4m3 value, the midpoints between neighbours (ties), one f32 ulp either side of each, and
+  // random values across the whole range including the subnormal grid.
+  std::vector<float> grid;
+  for (int c = 0; c < 0x7f; ++c) grid.push_back(e4m3_to_f32(uint8_t(c)));
+  std::vector<float> probes = grid_probes(grid);
   for (float u : ref::randu(200000, 7, -30, 8.8)) probes.push_back(std::exp2(u));
   for (float v : probes)
     for (float sv : {v, -v})
@@ -215,14 +221,7 @@ TEST(Fp4Roundtrip, Idempotent) {
 template <typename Round>
 void expect_vector_blocks_match_scalar(const std::vector<float>& grid, float qmax, size_t block, Round round,
                                        void (*roundtrip)(float*, size_t, size_t)) {
-  std::vector<float> probes;
-  for (size_t i = 0; i < grid.size(); ++i) {
-    probes.push_back(grid[i]);
-    if (i + 1 < grid.size()) {
-      const float mid = (grid[i] + grid[i + 1]) / 2;
-      probes.insert(probes.end(), {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)});
-    }
-  }
+  std::vector<float> probes = grid_probes(grid);
   probes.insert(probes.end(), {NAN, -NAN});  // amax ignores NaN
   std::vector<float> x;
   for (float v : probes)
