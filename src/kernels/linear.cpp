@@ -131,14 +131,17 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
 
 }  // namespace
 
+const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant,
+                                   std::vector<float>& buf) {
+  if (!act_quant || !W.quantized()) return x;
+  buf.assign(x, x + S * W.in);
+  for (int64_t s = 0; s < S; ++s) fp8_roundtrip(buf.data() + s * W.in, size_t(W.in), 128);
+  return buf.data();
+}
+
 void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool) {
   std::vector<float> xq;
-  if (act_quant && W.quantized()) {
-    xq.assign(x, x + S * W.in);
-    for (int64_t s = 0; s < S; ++s) fp8_roundtrip(xq.data() + s * W.in, size_t(W.in), 128);
-    x = xq.data();
-  }
-  matmul_ordered(W, 1, x, S, y, pool);
+  matmul_ordered(W, 1, quantized_activations(W, x, S, act_quant, xq), S, y, pool);
 }
 
 }  // namespace dsv4

@@ -3,6 +3,7 @@
 // matrix products over it. y[s, o] = sum_k W[o, k] x[s, k], accumulated in fp32.
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "io/safetensors.h"
 
@@ -41,6 +42,10 @@ Linear make_linear(const TensorInfo& weight, const TensorInfo* scale, int64_t ou
 // y[S, out] = x[S, in] · Wᵀ. With act_quant, each row of x goes through the FP8 1x128 round-trip
 // first (only for FP8/FP4 weights, as the numerics contract says).
 void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool);
+// The activations matmul(W, x, S, ·, act_quant) multiplies: the round-tripped copy in `buf`, or x
+// itself. Products sharing x (w1 and w3 of an expert) round-trip it once and pass act_quant = false.
+const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant,
+                                   std::vector<float>& buf);
 
 }  // namespace dsv4
 

@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "core/profile.h"
 #include "core/thread_pool.h"
-#include "kernels/quant.h"
 #include "kernels/topk.h"
 
 namespace dsv4 {
@@ -49,13 +48,9 @@ Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, c
 
 void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const float* row_scale, float limit,
                     bool act_quant, ThreadPool& pool, float* out) {
-  const int64_t I = e.w1.out, D = e.w1.in;
+  const int64_t I = e.w1.out;
   std::vector<float> xq, g(size_t(S * I)), u(size_t(S * I));
-  if (act_quant && e.w1.quantized()) {  // w1 and w3 read the same FP8 round-trip: do it once
-    xq.assign(x, x + S * D);
-    for (int64_t s = 0; s < S; ++s) fp8_roundtrip(xq.data() + s * D, size_t(D), 128);
-    x = xq.data();
-  }
+  x = quantized_activations(e.w1, x, S, act_quant, xq);  // w1 and w3 read the same round-trip
   matmul(e.w1, x, S, g.data(), false, pool);
   matmul(e.w3, x, S, u.data(), false, pool);
   for (int64_t s = 0; s < S; ++s)
