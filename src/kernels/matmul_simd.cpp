@@ -55,6 +55,16 @@ HWY_INLINE VF DecFP8Raw(const uint8_t* p) {
 }
 constexpr float kFp8Bias = 256.0f;  // 2^8
 HWY_INLINE bool Fp8ScaleFits(float scale) { return scale <= 6.64613997892458e35f; }  // 2^119
+// The multiplies that put block scale s on a DecFP8Raw vector: ·(s·2^8) in one step, or ·2^8 then ·s
+// where s·2^8 would overflow (exact either way). DequantRow and FusedRows apply the same steps.
+struct Fp8Steps {
+  float m1, m2;
+  bool one_step;
+};
+HWY_INLINE Fp8Steps Fp8WeightSteps(float s) {
+  const bool f = Fp8ScaleFits(s);
+  return {f ? s * kFp8Bias : kFp8Bias, f ? 1.0f : s, f};
+}
 // FP4: N packed bytes → low nibbles (even elements) and high nibbles (odd elements). With 16 lanes
 // one permute of the signed 16-entry table (times the block scale) decodes a nibble; with 8 lanes
 // the magnitude table is looked up and the sign bit ORed in.
@@ -205,16 +215,14 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
           }
           continue;
         }
-        // The scale on the weights: s·2^8 in one multiply, or 2^8 then s where that would overflow.
         VF m1[R], m2[R];
         bool fits = true;
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-          const float s = W.scale_at((o + r) / 128, kb / 128);
-          const bool f = Fp8ScaleFits(s);
-          fits = fits && f;
-          m1[r] = hn::Set(df, f ? s * kFp8Bias : kFp8Bias);
-          m2[r] = hn::Set(df, f ? 1.0f : s);
+          const Fp8Steps st = Fp8WeightSteps(W.scale_at((o + r) / 128, kb / 128));
+          fits = fits && st.one_step;
+          m1[r] = hn::Set(df, st.m1);
+          m2[r] = hn::Set(df, st.m2);
         }
         for (int64_t k = kb; k < ke; k += N) {
           if (k % 64 == 0)
@@ -267,9 +275,8 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
       break;
     case Linear::Format::FP8:
       for (int64_t kb = 0; kb < K; kb += 128) {
-        const float s = W.scale_at(o / 128, kb / 128);
-        const bool fits = Fp8ScaleFits(s);
-        const VF m1 = hn::Set(df, fits ? s * kFp8Bias : kFp8Bias), m2 = hn::Set(df, fits ? 1.0f : s);
+        const Fp8Steps st = Fp8WeightSteps(W.scale_at(o / 128, kb / 128));
+        const VF m1 = hn::Set(df, st.m1), m2 = hn::Set(df, st.m2);
         for (int64_t k = kb; k < kb + 128 && k < K; k += N)
           hn::StoreU(hn::Mul(hn::Mul(DecFP8Raw(W.w + o * K + k), m1), m2), df, dst + k);
       }
@@ -322,11 +329,11 @@ void Fp8RowsPrescaled(const Linear& W, int64_t o0, int64_t o1, const float* x, i
   thread_local std::vector<uint8_t> pre;
   float* xsc = AlignedScratch(xsc_buf, static_cast<size_t>(S * kp));
   pre.resize(static_cast<size_t>(nkb));
+  const DF df;
+  const int64_t N = int64_t(hn::Lanes(df));
+  const VF lo = hn::Set(df, std::numeric_limits<float>::min()), hi = hn::Set(df, std::numeric_limits<float>::max());
   for (int64_t a = o0; a < o1;) {
     const int64_t rb = a / 128, b = std::min(o1, (rb + 1) * 128);
-    const DF df;
-    const int64_t N = int64_t(hn::Lanes(df));
-    const VF lo = hn::Set(df, std::numeric_limits<float>::min()), hi = hn::Set(df, std::numeric_limits<float>::max());
     for (int64_t kb = 0; kb < nkb; ++kb) {
       const float s = W.scale_at(rb, kb);
       const int64_t k0 = kb * 128, k1 = std::min(kp, k0 + 128);  // kp and 128 are multiples of N
@@ -397,6 +404,7 @@ constexpr int kGemmR = 2, kGemmT = 5;
 #else
 constexpr int kGemmR = 3, kGemmT = 9;
 #endif
+static_assert(kGemmT <= 9, "RowsGemmPass dispatches token groups of 1..9");
 constexpr int64_t kGemmUnit = 12 * kGemmR;  // rows whose weights stay in L2 while every token group passes
 constexpr int64_t kGemmChunk = 512;        // K per step: a token group's activations stay in L1
 constexpr int64_t kGemmPackedBytes = 384 << 10;  // packed token groups of one pass (L2 budget)
@@ -472,8 +480,7 @@ void RowsGemmPass(const Linear& W, int64_t o0, int64_t o1, const float* packed, 
 #define DSV4_GEMM_CASE(n) \
   case n: GemmGroup<(n <= kGemmT ? n : 1)>(W, u0, u1, k0, k1, xc, kGemmChunk, aux, park, yg, ys); break;
           DSV4_GEMM_CASE(1) DSV4_GEMM_CASE(2) DSV4_GEMM_CASE(3) DSV4_GEMM_CASE(4) DSV4_GEMM_CASE(5)
-          DSV4_GEMM_CASE(6) DSV4_GEMM_CASE(7) DSV4_GEMM_CASE(8) DSV4_GEMM_CASE(9) DSV4_GEMM_CASE(10)
-          DSV4_GEMM_CASE(11) DSV4_GEMM_CASE(12)
+          DSV4_GEMM_CASE(6) DSV4_GEMM_CASE(7) DSV4_GEMM_CASE(8) DSV4_GEMM_CASE(9)
 #undef DSV4_GEMM_CASE
         }
       }
