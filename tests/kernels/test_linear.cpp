@@ -335,7 +335,7 @@ TEST(LinearPlain, ResultIndependentOfThreadCount) {
 TEST(LinearPlain, BatchCompositionDoesNotChangeARow) {
   // Spec §9 rung 5: the same input row gives bit-identical outputs whatever else is in the batch.
   // 1184 = 37·32: FP8 blocks with a 32-wide tail, prefill K-chunks of 512, 512, 160; 30 tokens make
-  // prefill token groups of 10 (decode runs them one by one).
+  // prefill token groups of 7 and 8 (decode runs them one by one).
   const int64_t out = 201, in = 1184;
   Tensor w8("a.weight", DType::F8_E4M3, {out, in}, random_e4m3_codes(size_t(out * in), 91));
   Tensor s8("a.scale", DType::F8_E8M0, {2, 10}, random_e8m0(20, 92));
