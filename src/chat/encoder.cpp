@@ -8,6 +8,7 @@
 
 #include "chat/markers.h"
 #include "core/error.h"
+#include "core/json.h"
 
 namespace dsv4::chat {
 namespace {
@@ -260,6 +261,7 @@ Json decode_arguments(const Json& args, const Msg& m, size_t k) {
   if (!args.is_string())
     fail("{} ({}): tool_calls[{}].function.arguments must be a JSON string, got {}", m.where, m.role, k, args.type_name());
   const auto& s = args.get_ref<const std::string&>();
+  check_json_depth(s, fmt::format("{} ({}): tool_calls[{}].function.arguments", m.where, m.role, k));
   Json parsed = Json::parse(s, nullptr, /*allow_exceptions=*/false);
   // Python's json.loads rejects a leading BOM, which nlohmann skips.
   if (parsed.is_discarded() || s.starts_with("\xEF\xBB\xBF")) {

@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/error.h"
+#include "core/json.h"
+
 namespace dsv4::chat {
 
 void py_json_quote_to(std::string& out, std::string_view s) {
@@ -84,7 +87,10 @@ std::string py_float_repr(double d) {
   return out;
 }
 
-void py_json_dump_to(std::string& out, const Json& v) {
+namespace {
+void dump_at(std::string& out, const Json& v, int depth) {
+  // Parsed text is depth-checked (core/json.h); this guards values built in code.
+  if (depth > 2 * kMaxJsonDepth) fail("a JSON value nests deeper than {} levels", 2 * kMaxJsonDepth);
   switch (v.type()) {
     case Json::value_t::null: out += "null"; break;
     case Json::value_t::boolean: out += v.get<bool>() ? "true" : "false"; break;
@@ -98,7 +104,7 @@ void py_json_dump_to(std::string& out, const Json& v) {
       for (const auto& e : v) {
         if (!first) out += ", ";
         first = false;
-        py_json_dump_to(out, e);
+        dump_at(out, e, depth + 1);
       }
       out += ']';
       break;
@@ -111,7 +117,7 @@ void py_json_dump_to(std::string& out, const Json& v) {
         first = false;
         py_json_quote_to(out, k);
         out += ": ";
-        py_json_dump_to(out, e);
+        dump_at(out, e, depth + 1);
       }
       out += '}';
       break;
@@ -123,6 +129,9 @@ void py_json_dump_to(std::string& out, const Json& v) {
       break;
   }
 }
+}  // namespace
+
+void py_json_dump_to(std::string& out, const Json& v) { dump_at(out, v, 0); }
 
 std::string py_json_dumps(const Json& v) {
   std::string out;

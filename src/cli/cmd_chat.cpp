@@ -11,6 +11,7 @@
 #include "chat/pyjson.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4::cli {
@@ -38,7 +39,7 @@ void render_prompt_cmd(const RenderArgs& args) {
   std::string text = read_stdin_utf8();
   chat::Json in;
   try {
-    in = chat::Json::parse(text);
+    in = parse_json<chat::Json>(text, "stdin");
   } catch (const chat::Json::parse_error& e) {
     fail("stdin: invalid JSON ({})", e.what());
   }

@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4::cli {
@@ -35,7 +36,7 @@ void write_stdout(const std::string& s) {
 std::vector<int32_t> parse_id_array(const std::string& text, size_t vocab_size) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
+    j = parse_json(text, "standard input");
   } catch (const nlohmann::json::parse_error& e) {
     fail("standard input is not valid JSON (expected an array of token ids): {}", e.what());
   }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/mapped_file.h"
 
 namespace dsv4 {
@@ -63,7 +64,7 @@ struct Reader {
 ModelConfig parse_config(const std::string& text, const std::string& src) {
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json(text, src);
   } catch (const json::exception& e) {
     fail("{}: bad JSON: {}", src, e.what());
   }

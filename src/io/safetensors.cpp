@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace dsv4 {
 
@@ -33,7 +34,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   if (8 + hlen > size) fail("{}: header length {} runs past the end of the file ({} bytes)", path, hlen, size);
   json header;
   try {
-    header = json::parse(file_.data() + 8, file_.data() + 8 + hlen);
+    header = parse_json(std::string_view(reinterpret_cast<const char*>(file_.data()) + 8, hlen), path + ": safetensors header");
   } catch (const json::exception& e) {
     fail("{}: bad safetensors header JSON: {}", path, e.what());
   }
@@ -92,7 +93,7 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   if (fs::exists(index_path)) {
     json idx;
     try {
-      idx = json::parse(read_text_file(index_path.string()));
+      idx = parse_json(read_text_file(index_path.string()), index_path.string());
     } catch (const json::exception& e) {
       fail("{}: bad JSON: {}", index_path.string(), e.what());
     }

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <random>
 
+#include "core/json.h"
+
 namespace dsv4::server {
 
 std::string ApiError::default_type(int status) {
@@ -110,7 +112,9 @@ Json parse_body(const std::string& body) {
     throw ApiError(400, fmt::format("the request body is not valid UTF-8 (byte {})", at));
   Json j;
   try {
-    j = Json::parse(body);
+    j = parse_json<Json>(body, "the request body");
+  } catch (const JsonTooDeep& e) {
+    throw ApiError(400, e.what(), e.path);
   } catch (const nlohmann::json::exception& e) {
     throw ApiError(400, fmt::format("the request body is not valid JSON: {}", e.what()));
   }

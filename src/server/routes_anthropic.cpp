@@ -1,5 +1,6 @@
 // Anthropic Messages API: POST /v1/messages (text, thinking, tool_use / tool_result blocks, streaming
 // events message_start ... message_stop) and POST /v1/messages/count_tokens. Errors in Anthropic's shape.
+#include "core/json.h"
 #include "server/chat_request.h"
 #include "server/http.h"
 #include "server/routes.h"
@@ -169,8 +170,8 @@ Json tool_use(const chat::ToolCall& c) {
   // The parser rebuilds arguments as JSON text; a value the model wrote unquoted may not parse.
   Json input;
   try {
-    input = Json::parse(c.arguments);
-  } catch (const nlohmann::json::exception&) {
+    input = parse_json<Json>(c.arguments, "tool arguments");
+  } catch (const std::exception&) {
   }
   if (!input.is_object()) input = {{"arguments", c.arguments}};
   return {{"type", "tool_use"}, {"id", random_id("toolu_")}, {"name", c.name}, {"input", input}};

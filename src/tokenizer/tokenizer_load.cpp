@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
@@ -192,7 +193,7 @@ std::shared_ptr<TokenizerImpl> TokenizerImpl::parse(std::string_view json_text, 
   const std::string where = fmt::format("tokenizer file '{}'", name);
   json j;
   try {
-    j = json::parse(json_text.begin(), json_text.end());
+    j = parse_json(json_text, where);
   } catch (const json::parse_error& e) {
     fail("{}: malformed JSON at byte {} of {} (truncated or corrupt?): {}", where, e.byte, json_text.size(), e.what());
   }
