@@ -31,6 +31,7 @@ void on_sigint(int) {
 
 struct TurnResult {
   std::string content, reasoning, finish_reason;
+  std::string error;  // the model failed (e.g. non-finite logits)
   std::vector<chat::ToolCall> tool_calls;
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
@@ -90,7 +91,8 @@ TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json
       out.prompt_tokens = e.prompt_tokens;
       out.cached_tokens = e.cached_tokens;
       out.completion_tokens = e.completion_tokens;
-      out.finish_reason = e.kind == K::Error ? "error: " + e.error : e.finish_reason;
+      out.finish_reason = e.kind == K::Error ? "error" : e.finish_reason;
+      out.error = e.error;
       if (e.kind == K::Done && e.stop_token == sched.model().config().eos_token_id)
         feed(sched.tokenizer().token_text(e.stop_token));
       done.set_value();
@@ -139,6 +141,7 @@ void cmd_run(const GenerationArgs& ga, const std::string& prompt, const std::str
   TurnResult r = run_turn(*eng->sched, ga, msgs, ga.think, true);
   print_speed(r);
   g_sched = nullptr;
+  if (!r.error.empty()) fail("generation failed: {}", r.error);
 }
 
 void cmd_chat(const GenerationArgs& ga, const std::string& system, bool hide_reasoning) {
@@ -167,6 +170,12 @@ void cmd_chat(const GenerationArgs& ga, const std::string& system, bool hide_rea
     }
     msgs.push_back({{"role", "user"}, {"content", line}});
     TurnResult r = run_turn(*eng->sched, ga, msgs, think, !hide_reasoning);
+    if (!r.error.empty()) {
+      // The turn is dropped from the history; the session goes on (a later turn may work).
+      std::fprintf(stderr, "error: generation failed: %s\n", r.error.c_str());
+      msgs.erase(msgs.end() - 1);
+      continue;
+    }
     chat::Json reply = {{"role", "assistant"}, {"content", r.content}};
     if (think) reply["reasoning_content"] = r.reasoning;
     msgs.push_back(reply);

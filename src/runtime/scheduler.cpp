@@ -209,6 +209,17 @@ void Scheduler::finish(Active& a, const std::string& reason, int32_t stop_token)
   else ++stats_.requests_finished;
 }
 
+void Scheduler::fail_request(Active& a, const std::string& message) {
+  if (a.done) return;
+  a.done = true;
+  GenerationEvent e = a.event(GenerationEvent::Kind::Error);
+  e.error = message;
+  a.cb(e);
+  std::lock_guard<std::mutex> lk(mu_);
+  --stats_.active;
+  ++stats_.requests_failed;
+}
+
 void Scheduler::emit_token(Active& a, float* logits) {
   const int64_t V = model_.config().vocab_size;
   for (int32_t v : untokenizable_) logits[v] = -INFINITY;
@@ -259,15 +270,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   try {
     res = model_.forward_batch(in);
   } catch (const std::exception& ex) {
-    for (auto& a : active) {
-      GenerationEvent e = a->event(GenerationEvent::Kind::Error);
-      e.error = ex.what();
-      a->cb(e);
-      a->done = true;
-      std::lock_guard<std::mutex> lk(mu_);
-      --stats_.active;
-      ++stats_.requests_failed;
-    }
+    for (auto& a : active) fail_request(*a, ex.what());
     return;
   }
   for (size_t i = 0; i < active.size(); ++i) {
@@ -287,7 +290,12 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       std::lock_guard<std::mutex> lk(mu_);
       ++stats_.prefilled_tokens;
     }
-    emit_token(a, res[i].logits.data());
+    try {
+      emit_token(a, res[i].logits.data());
+    } catch (const std::exception& ex) {
+      // A broken model (NaN logits) fails its requests, never the scheduler thread.
+      fail_request(a, std::string("model error: ") + ex.what());
+    }
   }
 }
 

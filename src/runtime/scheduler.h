@@ -94,6 +94,7 @@ class Scheduler {
   void step(std::vector<std::unique_ptr<Active>>& active);
   void admit(std::vector<std::unique_ptr<Active>>& active);
   void finish(Active& a, const std::string& reason, int32_t stop_token = -1);
+  void fail_request(Active& a, const std::string& message);  // an Error event: the model failed
   void emit_token(Active& a, float* logits);  // masks untokenizable ids in place
   void cache_put(const std::vector<int32_t>& tokens, const SequenceState& st);
   const CacheEntry* cache_lookup(const std::vector<int32_t>& prompt);

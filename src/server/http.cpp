@@ -110,6 +110,13 @@ void stream_response(Context& ctx, httplib::Response& res, std::shared_ptr<Gener
       });
 }
 
+std::optional<ApiError> outcome_error(const Context& ctx, const Outcome& o) {
+  if (o.finish_reason == "error")
+    return ApiError(500, "generation failed: " + o.error, "", "model_error", "model_error");
+  if (o.finish_reason == "cancelled" && ctx.stopping.load()) return ApiError(503, "the server is shutting down");
+  return std::nullopt;
+}
+
 Delta run_to_end(Generation& gen) {
   Delta all;
   while (!gen.done()) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "server/common.h"
@@ -54,6 +55,10 @@ struct StreamHooks {
   std::function<void(SseWriter&, const Outcome&)> on_done;
 };
 void stream_response(Context& ctx, httplib::Response& res, std::shared_ptr<Generation> gen, StreamHooks hooks);
+
+// A generation that ended without an answer: the model failed (500 model_error) or the server is
+// shutting down (503). Empty for every other outcome.
+std::optional<ApiError> outcome_error(const Context& ctx, const Outcome& o);
 
 // Runs a generation to its end for a non-streaming response; a client that leaves cancels it.
 Delta run_to_end(Generation& gen);

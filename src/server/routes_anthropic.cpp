@@ -187,8 +187,7 @@ void messages(Context& ctx, const httplib::Request& http, httplib::Response& res
   if (!job.stream) {
     Delta d = run_to_end(*gen);
     const Outcome& o = gen->outcome();
-    if (o.finish_reason == "error") throw ApiError(500, "generation failed: " + o.error);
-    if (o.finish_reason == "cancelled" && ctx.stopping.load()) throw ApiError(503, "the server is shutting down");
+    if (auto e = outcome_error(ctx, o)) throw *e;
     Json content = Json::array();
     if (thinking && !d.reasoning.empty()) content.push_back({{"type", "thinking"}, {"thinking", d.reasoning}, {"signature", ""}});
     if (!d.content.empty() || d.tool_calls.empty()) content.push_back({{"type", "text"}, {"text", d.content}});
@@ -253,10 +252,8 @@ void messages(Context& ctx, const httplib::Request& http, httplib::Response& res
   };
   h.keep_alive = [](SseWriter& w) { w.event("ping", {{"type", "ping"}}); };
   h.on_done = [=, &ctx](SseWriter& w, const Outcome& o) {
-    if (o.finish_reason == "error" || (o.finish_reason == "cancelled" && ctx.stopping.load())) {
-      const ApiError e(o.finish_reason == "error" ? 500 : 503,
-                       o.finish_reason == "error" ? "generation failed: " + o.error : "the server is shutting down");
-      w.event("error", error_body(e, ErrorStyle::Anthropic));
+    if (auto e = outcome_error(ctx, o)) {
+      w.event("error", error_body(*e, ErrorStyle::Anthropic));
       return;
     }
     if (st->index < 0) start_block(w, "text", {{"type", "text"}, {"text", ""}});  // at least one block

@@ -18,8 +18,7 @@ Json usage_json(const Usage& u) {
 
 // A generation that ended without an answer: the model failed, or the server is shutting down.
 void check_outcome(const Context& ctx, const Outcome& o) {
-  if (o.finish_reason == "error") throw ApiError(500, "generation failed: " + o.error);
-  if (o.finish_reason == "cancelled" && ctx.stopping.load()) throw ApiError(503, "the server is shutting down");
+  if (auto e = outcome_error(ctx, o)) throw *e;
 }
 
 Json tool_calls_json(const std::vector<chat::ToolCall>& calls, size_t first_index, bool with_index) {
@@ -153,10 +152,8 @@ void chat_completions(Context& ctx, const httplib::Request& http, httplib::Respo
   };
   h.keep_alive = [](SseWriter& w) { w.text(": keep-alive\n\n"); };
   h.on_done = [=, &ctx](SseWriter& w, const Outcome& o) {
-    if (o.finish_reason == "error" || (o.finish_reason == "cancelled" && ctx.stopping.load())) {
-      const ApiError e(o.finish_reason == "error" ? 500 : 503,
-                       o.finish_reason == "error" ? "generation failed: " + o.error : "the server is shutting down");
-      w.data(error_body(e, ErrorStyle::OpenAI));
+    if (auto e = outcome_error(ctx, o)) {
+      w.data(error_body(*e, ErrorStyle::OpenAI));
     } else {
       Json delta = Json::object();
       if (!st->role_sent) delta = {{"role", "assistant"}, {"content", ""}};
@@ -292,10 +289,8 @@ void completions(Context& ctx, const httplib::Request& http, httplib::Response& 
   };
   h.keep_alive = [](SseWriter& w) { w.text(": keep-alive\n\n"); };
   h.on_done = [=, &ctx](SseWriter& w, const Outcome& o) {
-    if (o.finish_reason == "error" || (o.finish_reason == "cancelled" && ctx.stopping.load())) {
-      w.data(error_body(ApiError(o.finish_reason == "error" ? 500 : 503,
-                                 o.finish_reason == "error" ? "generation failed: " + o.error : "the server is shutting down"),
-                        ErrorStyle::OpenAI));
+    if (auto e = outcome_error(ctx, o)) {
+      w.data(error_body(*e, ErrorStyle::OpenAI));
     } else {
       w.data(body_of(Json::array({{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}}})));
       if (include_usage) {

@@ -207,7 +207,7 @@ void finish_response(Json& r, const Outcome& o) {
     r["incomplete_details"] = {{"reason", "max_output_tokens"}};
   } else if (o.finish_reason == "error" || o.finish_reason == "cancelled") {
     r["status"] = "failed";
-    r["error"] = {{"code", "server_error"},
+    r["error"] = {{"code", o.finish_reason == "error" ? "model_error" : "server_error"},
                   {"message", o.finish_reason == "error" ? "generation failed: " + o.error : "generation cancelled"}};
   } else {
     r["status"] = "completed";
@@ -227,7 +227,7 @@ void responses(Context& ctx, const httplib::Request& http, httplib::Response& re
   if (!job.stream) {
     Delta d = run_to_end(*gen);
     const Outcome& o = gen->outcome();
-    if (o.finish_reason == "error") throw ApiError(500, "generation failed: " + o.error);
+    if (o.finish_reason == "error") throw *outcome_error(ctx, o);
     Json out = Json::array();
     if (!d.reasoning.empty()) out.push_back(reasoning_item(random_id("rs_"), d.reasoning));
     if (!d.content.empty() || d.tool_calls.empty())
