@@ -42,7 +42,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   const uint8_t* base = file_.data() + 8 + hlen;
   const uint64_t data_size = size - 8 - hlen;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
-  for (auto& [name, v] : header.items()) {
+  for (auto& item : header.items()) {
+    // Plain references, not a structured binding: clang 14 rejects lambdas capturing bindings.
+    const std::string& name = item.key();
+    auto& v = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& why) { fail("{}: tensor '{}': {}", path, name, why); };
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
