@@ -1,6 +1,8 @@
 #include "io/config.h"
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -35,12 +37,28 @@ struct Reader {
     if (v <= 0) fail("{}: key '{}{}' must be positive, got {}", src, prefix, key, v);
     return v;
   }
+  // JSON has no NaN, but 1e999 parses to inf: every number is required finite.
   double number(const char* key) const {
     auto& v = at(key);
     if (!v.is_number()) fail("{}: key '{}{}' must be a number, got {}", src, prefix, key, v.dump());
-    return v.get<double>();
+    const double x = v.get<double>();
+    if (!std::isfinite(x)) fail("{}: key '{}{}' must be finite, got {}", src, prefix, key, v.dump());
+    return x;
   }
-  double number_or(const char* key, double dflt) const { return j.contains(key) ? number(key) : dflt; }
+  // A number with min < x (or min <= x) <= max; `what` says the rule in the error.
+  double number_in(const char* key, double min, bool min_open, double max, const char* what) const {
+    const double x = number(key);
+    if (x < min || (min_open && x == min) || x > max)
+      fail("{}: key '{}{}' must be {}, got {}", src, prefix, key, what, at(key).dump());
+    return x;
+  }
+  // A positive whole number that may be written as 65536 or 65536.0.
+  int64_t positive_whole(const char* key) const {
+    const double x = number(key);
+    if (x < 1 || x > 0x1p40 || x != std::floor(x))
+      fail("{}: key '{}{}' must be a positive integer, got {}", src, prefix, key, at(key).dump());
+    return int64_t(x);
+  }
   int integer_or(const char* key, int dflt) const { return j.contains(key) ? integer(key) : dflt; }
   std::string str(const char* key) const {
     auto& v = at(key);
@@ -52,8 +70,10 @@ struct Reader {
     if (!v.is_array()) fail("{}: key '{}{}' must be an array", src, prefix, key);
     std::vector<int> out;
     for (auto& e : v) {
-      if (!e.is_number_integer()) fail("{}: key '{}{}' must hold integers, got {}", src, prefix, key, e.dump());
-      out.push_back(e.get<int>());
+      if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(INT32_MAX)) ||
+          e.get<int64_t>() < INT32_MIN || e.get<int64_t>() > INT32_MAX)
+        fail("{}: key '{}{}' must hold integers, got {}", src, prefix, key, e.dump());
+      out.push_back(int(e.get<int64_t>()));
     }
     return out;
   }
@@ -85,8 +105,10 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   c.o_groups = r.positive("o_groups");
   c.window_size = r.positive("sliding_window");
   c.compress_ratios = r.ints("compress_ratios");
-  c.rope_theta = r.number("rope_theta");
-  c.compress_rope_theta = r.number("compress_rope_theta");
+  // A base <= 1 gives non-decaying frequencies and a zero or negative ln(base) in YaRN: NaN tables.
+  constexpr double kMax = std::numeric_limits<double>::max();
+  c.rope_theta = r.number_in("rope_theta", 1, true, kMax, "a finite number > 1");
+  c.compress_rope_theta = r.number_in("compress_rope_theta", 1, true, kMax, "a finite number > 1");
   {
     // YaRN parameters come from the checkpoint; the reference's code defaults are placeholders (trap 3).
     const json& sc = r.at("rope_scaling");
@@ -94,11 +116,15 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
     Reader rs{sc, src, "rope_scaling."};
     const char* tkey = sc.contains("type") ? "type" : "rope_type";
     std::string type = rs.str(tkey);
-    if (type != "yarn") fail("{}: key 'rope_scaling.type' must be 'yarn', got '{}'", src, type);
-    c.rope_factor = rs.number("factor");
-    c.original_seq_len = int64_t(rs.number("original_max_position_embeddings"));
-    c.beta_fast = rs.number("beta_fast");
-    c.beta_slow = rs.number("beta_slow");
+    if (type != "yarn") fail("{}: key 'rope_scaling.{}' must be 'yarn', got '{}'", src, tkey, type);
+    c.rope_factor = rs.number_in("factor", 1, false, kMax, "a finite number >= 1");
+    c.original_seq_len = rs.positive_whole("original_max_position_embeddings");
+    c.beta_fast = rs.number_in("beta_fast", 0, true, kMax, "a finite number > 0");
+    c.beta_slow = rs.number_in("beta_slow", 0, true, kMax, "a finite number > 0");
+    // The ramp runs from the beta_fast correction dim up to the beta_slow one.
+    if (c.beta_fast <= c.beta_slow)
+      fail("{}: key 'rope_scaling.beta_fast' ({}) must exceed rope_scaling.beta_slow ({})", src, c.beta_fast,
+           c.beta_slow);
   }
   c.index_n_heads = r.positive("index_n_heads");
   c.index_head_dim = r.positive("index_head_dim");
@@ -109,15 +135,19 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   c.moe_inter_dim = r.positive("moe_intermediate_size");
   c.n_hash_layers = r.integer("num_hash_layers");
   c.score_func = r.str("scoring_func");
-  c.route_scale = r.number("routed_scaling_factor");
-  c.swiglu_limit = r.number("swiglu_limit");
+  c.route_scale = r.number_in("routed_scaling_factor", 0, true, kMax, "a finite number > 0");
+  c.swiglu_limit = r.number_in("swiglu_limit", 0, false, kMax, "a finite number >= 0 (0 = no clamp)");
   c.hc_mult = r.positive("hc_mult");
   c.hc_sinkhorn_iters = r.positive("hc_sinkhorn_iters");
-  c.hc_eps = r.number_or("hc_eps", 1e-6);
-  c.norm_eps = r.number_or("rms_norm_eps", 1e-6);
+  // eps 0 divides a zero row by zero; eps >= 1 swamps unit-scale activations.
+  c.hc_eps = j.contains("hc_eps") ? r.number_in("hc_eps", 0, true, 1, "in (0, 1)") : 1e-6;
+  c.norm_eps = j.contains("rms_norm_eps") ? r.number_in("rms_norm_eps", 0, true, 1, "in (0, 1)") : 1e-6;
   c.bos_token_id = r.integer_or("bos_token_id", 0);
   c.eos_token_id = r.integer_or("eos_token_id", 1);
-  c.max_position_embeddings = j.contains("max_position_embeddings") ? r.integer("max_position_embeddings") : (1 << 20);
+  c.max_position_embeddings = j.contains("max_position_embeddings") ? r.positive("max_position_embeddings") : (1 << 20);
+  if (j.contains("num_key_value_heads") && r.integer("num_key_value_heads") != 1)
+    fail("{}: key 'num_key_value_heads' must be 1 (V4 shares one latent KV vector), got {}", src,
+         j["num_key_value_heads"].dump());
   if (j.contains("expert_dtype") && j["expert_dtype"].is_string()) c.expert_dtype = j["expert_dtype"];
   if (j.contains("dspark_block_size")) {
     c.dspark_block_size = r.positive("dspark_block_size");
@@ -139,7 +169,17 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
     if (ratio < 0 || ratio == 1) fail("{}: key 'compress_ratios[{}]' = {} is not 0 or a ratio > 1", src, i, ratio);
     if (int(i) >= c.n_layers && ratio != 0)
       fail("{}: key 'compress_ratios[{}]' (an MTP stage) must be 0, got {}", src, i, ratio);
+    if (ratio > c.max_position_embeddings)
+      fail("{}: key 'compress_ratios[{}]' = {} exceeds max_position_embeddings ({})", src, i, ratio,
+           c.max_position_embeddings);
   }
+  // Each sequence allocates a window ring of this many rows.
+  if (c.window_size > c.max_position_embeddings)
+    fail("{}: key 'sliding_window' ({}) exceeds max_position_embeddings ({})", src, c.window_size,
+         c.max_position_embeddings);
+  for (auto [key, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"eos_token_id", c.eos_token_id}})
+    if (id < 0 || id >= c.vocab_size)
+      fail("{}: key '{}' ({}) is outside the vocabulary [0, vocab_size = {})", src, key, id, c.vocab_size);
   if (c.n_heads % c.o_groups)
     fail("{}: key 'num_attention_heads' ({}) is not divisible by 'o_groups' ({})", src, c.n_heads, c.o_groups);
   if (c.rope_head_dim % 2 || c.rope_head_dim >= c.head_dim)
@@ -154,6 +194,10 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   if (c.n_hash_layers < 0 || c.n_hash_layers > c.n_layers)
     fail("{}: key 'num_hash_layers' ({}) must lie in [0, num_hidden_layers]", src, c.n_hash_layers);
   if (c.hc_mult < 1 || c.hc_mult > 16) fail("{}: key 'hc_mult' ({}) must lie in [1, 16]", src, c.hc_mult);
+  if (c.is_dspark() && c.n_mtp_layers < 1)
+    fail("{}: key 'dspark_block_size' is set but 'compress_ratios' lists no draft stage after the backbone", src);
+  if (c.is_dspark() && c.dspark_target_layer_ids.empty())
+    fail("{}: key 'dspark_target_layer_ids' is empty", src);
   for (int l : c.dspark_target_layer_ids)
     if (l < 0 || l >= c.n_layers) fail("{}: key 'dspark_target_layer_ids' holds {} outside the backbone", src, l);
   if (c.is_dspark() && (c.dspark_noise_token_id < 0 || c.dspark_noise_token_id >= c.vocab_size))
