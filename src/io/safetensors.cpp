@@ -88,12 +88,34 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
            spans[i - 1].second, spans[i].first, spans[i].second);
 }
 
+namespace {
+
+// A shard must be a plain file name inside the checkpoint folder, naming a regular file (mapping a
+// device or a FIFO would read garbage or block). A symlink is followed: Hugging Face cache snapshots
+// link every shard to ../../blobs/<hash>, so only the name is confined, not the target.
+void check_shard(const std::string& dir, const std::string& shard, const std::string& who) {
+  constexpr std::string_view kSeparators("/\\\0", 3);  // '/', '\\', NUL
+  if (shard.empty() || shard == "." || shard == ".." || shard.find_first_of(kSeparators) != std::string::npos)
+    fail("{}: shard '{}' is not a plain file name inside the checkpoint folder", who, shard);
+  const fs::path p = fs::path(dir) / shard;
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);  // follows symlinks
+  if (!fs::exists(st)) {
+    if (fs::is_symlink(fs::symlink_status(p, ec))) fail("{}: shard '{}' is a dangling symlink", who, shard);
+    fail("{}: shard '{}' is missing from {}", who, shard, dir);
+  }
+  if (!fs::is_regular_file(st)) fail("{}: shard '{}' is not a regular file", who, shard);
+}
+
+}  // namespace
+
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   if (!fs::is_directory(dir)) fail("checkpoint folder {} does not exist", dir);
   const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
   std::map<std::string, std::string> weight_map;  // tensor -> shard file name
   std::vector<std::string> shard_names;
   if (fs::exists(index_path)) {
+    if (!fs::is_regular_file(index_path)) fail("{}: not a regular file", index_path.string());
     json idx;
     try {
       idx = parse_json(read_text_file(index_path.string()), index_path.string());
@@ -104,9 +126,11 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
       fail("{}: missing 'weight_map' object", index_path.string());
     for (auto& [name, file] : idx["weight_map"].items()) {
       if (!file.is_string()) fail("{}: weight_map entry '{}' is not a file name", index_path.string(), name);
-      weight_map[name] = file.get<std::string>();
-      if (std::find(shard_names.begin(), shard_names.end(), file.get<std::string>()) == shard_names.end())
-        shard_names.push_back(file.get<std::string>());
+      const std::string& shard = file.get_ref<const std::string&>();
+      weight_map[name] = shard;
+      if (std::find(shard_names.begin(), shard_names.end(), shard) != shard_names.end()) continue;
+      check_shard(dir, shard, fmt::format("{}: weight_map entry '{}'", index_path.string(), name));
+      shard_names.push_back(shard);
     }
   } else {
     for (auto& e : fs::directory_iterator(dir))
@@ -114,10 +138,10 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
         shard_names.push_back(e.path().filename().string());
     std::sort(shard_names.begin(), shard_names.end());
     if (shard_names.empty()) fail("{}: no model.safetensors.index.json and no *.safetensors files", dir);
+    for (auto& s : shard_names) check_shard(dir, s, dir);
   }
   for (auto& s : shard_names) {
     const fs::path p = fs::path(dir) / s;
-    if (!fs::exists(p)) fail("shard {} listed in the index is missing", p.string());
     files_.push_back(std::make_unique<SafetensorsFile>(p.string()));
     for (auto& [name, t] : files_.back()->tensors()) {
       if (!weight_map.empty()) {
