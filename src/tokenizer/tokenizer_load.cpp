@@ -1,4 +1,6 @@
 // Reading tokenizer.json into TokenizerImpl. Every failure names the file and the JSON path.
+#include <unordered_map>
+
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -56,6 +58,8 @@ void load_model(TokenizerImpl& t, const json& model, const std::string& where,
     const int32_t id = get_id(v, where + ": model.vocab[\"" + text + "\"]");
     const auto it = t.vocab.emplace(text, id).first;  // nlohmann has already checked the UTF-8
     if (static_cast<size_t>(id) >= id_to_vocab.size()) id_to_vocab.resize(static_cast<size_t>(id) + 1, nullptr);
+    // Two spellings of one id would make decode depend on the JSON key order.
+    if (id_to_vocab[id]) fail("{}: model.vocab gives id {} to both \"{}\" and \"{}\"", where, id, *id_to_vocab[id], text);
     id_to_vocab[id] = &it->first;  // unordered_map keys do not move on rehash
   }
   for (int b = 0; b < 256; ++b) {
@@ -108,6 +112,8 @@ void load_added(TokenizerImpl& t, const json& j, const std::string& where) {
   if (j.is_null()) return;
   if (!j.is_array()) fail("{}: 'added_tokens' is not an array", where);
   t.added.reserve(j.size());
+  std::unordered_map<int32_t, size_t> by_id;       // id -> index in t.added
+  std::unordered_map<std::string, size_t> by_text;  // content -> index in t.added
   for (size_t i = 0; i < j.size(); ++i) {
     const json& e = j[i];
     const std::string what = fmt::format("{}: added_tokens[{}]", where, i);
@@ -121,6 +127,18 @@ void load_added(TokenizerImpl& t, const json& j, const std::string& where) {
     tok.lstrip = get_bool(e, "lstrip", false, what);
     tok.rstrip = get_bool(e, "rstrip", false, what);
     tok.single_word = get_bool(e, "single_word", false, what);
+    // A repeated entry is harmless; one id with two contents (or the reverse) is ambiguous.
+    const auto id_it = by_id.find(tok.id);
+    const auto text_it = by_text.find(tok.content);
+    if (id_it != by_id.end() && t.added[id_it->second].content != tok.content)
+      fail("{}: id {} is already the added token \"{}\", not \"{}\"", what, tok.id, t.added[id_it->second].content,
+           tok.content);
+    if (text_it != by_text.end() && t.added[text_it->second].id != tok.id)
+      fail("{}: \"{}\" is already the added token with id {}, not {}", what, tok.content, t.added[text_it->second].id,
+           tok.id);
+    if (id_it != by_id.end()) continue;
+    by_id.emplace(tok.id, t.added.size());
+    by_text.emplace(tok.content, t.added.size());
     t.added.push_back(std::move(tok));
   }
 }
