@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -17,6 +18,8 @@
 #include "core/profile.h"
 #include "runtime/bench.h"
 #include "model/transformer.h"
+#include "tokenizer/model_fit.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4::cli {
 
@@ -74,18 +77,43 @@ std::string variant_name(const ModelConfig& c, const ModelWeights& w) {
   return base;
 }
 
+// The tokenizer.json line of inspect, or the error that makes the checkpoint unusable for text.
+std::string inspect_tokenizer(const std::string& dir, const ModelConfig& cfg, std::string& error) {
+  try {
+    const Tokenizer tok = Tokenizer::load(dir);
+    check_tokenizer_fits(tok, {cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id}, dir);
+    return fmt::format("tokenizer: {} ids, BOS {} \"{}\", EOS {} \"{}\"", tok.vocab_size(), cfg.bos_token_id,
+                       tok.token_text(cfg.bos_token_id), cfg.eos_token_id, tok.token_text(cfg.eos_token_id));
+  } catch (const Error& e) {
+    error = e.what();
+    return "tokenizer: FAILED";
+  }
+}
+
 void cmd_inspect(const ModelArgs& a) {
-  ModelConfig cfg = load_config(a.dir);
-  Checkpoint ck(a.dir);
-  std::string error;
+  std::optional<ModelConfig> cfg_or;
+  std::optional<Checkpoint> ck_or;
+  try {
+    cfg_or.emplace(load_config(a.dir));
+    ck_or.emplace(a.dir);
+  } catch (const Error& e) {  // nothing to describe: an invalid checkpoint all the same
+    std::fprintf(stderr, "error: %s\n", e.what());
+    set_exit_code(2);
+    return;
+  }
+  const ModelConfig& cfg = *cfg_or;
+  const Checkpoint& ck = *ck_or;
+  std::vector<std::string> errors(1);
   std::unique_ptr<ModelWeights> w;
   try {
     w = std::make_unique<ModelWeights>(bind_weights(ck, cfg));
   } catch (const Error& e) {
-    error = e.what();
+    errors[0] = e.what();
   }
   std::printf("checkpoint: %s (%zu shard%s)\n", a.dir.c_str(), ck.num_files(), ck.num_files() == 1 ? "" : "s");
   if (w) std::printf("variant: %s\n", variant_name(cfg, *w).c_str());
+  errors.emplace_back();
+  std::printf("%s\n", inspect_tokenizer(a.dir, cfg, errors.back()).c_str());
   std::printf("dim %d, %d layers, %d heads x %d, vocab %d, window %d, %d routed experts (top %d), %d MTP stage(s)\n",
               cfg.dim, cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.vocab_size, cfg.window_size,
               cfg.n_routed_experts, cfg.n_activated_experts, cfg.n_mtp_layers);
@@ -122,11 +150,13 @@ void cmd_inspect(const ModelArgs& a) {
                    expert_params / cfg.n_routed_experts * cfg.n_activated_experts;
   std::printf("active parameters per token (backbone, %d of %d experts): %.6g\n", cfg.n_activated_experts,
               cfg.n_routed_experts, double(active));
-  if (!error.empty()) {
-    std::printf("validation: FAILED\n%s\n", error.c_str());
+  std::erase(errors, std::string());
+  if (!errors.empty()) {
+    std::printf("validation: FAILED\n");
+    for (auto& e : errors) std::printf("%s\n", e.c_str());
     set_exit_code(2);
   } else {
-    std::printf("validation: OK (every tensor bound with the expected dtype and shape)\n");
+    std::printf("validation: OK (every tensor bound with the expected dtype and shape; tokenizer.json fits)\n");
   }
 }
 

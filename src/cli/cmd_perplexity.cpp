@@ -9,6 +9,7 @@
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "runtime/perplexity.h"
+#include "tokenizer/model_fit.h"
 
 namespace dsv4::cli {
 
@@ -29,6 +30,8 @@ void register_eval_commands(CLI::App& app) {
     const std::string text = read_text_file(file);
     Tokenizer tok = Tokenizer::load(dir);
     Model model(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{});
+    const ModelConfig& cfg = model.config();
+    check_tokenizer_fits(tok, {cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id}, dir);
     const bool bar = isatty(STDERR_FILENO);
     const auto t0 = std::chrono::steady_clock::now();
     PerplexityResult r = perplexity(model, tok, text, ctx, [&](int64_t done, int64_t total) {

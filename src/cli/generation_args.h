@@ -10,6 +10,7 @@
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "runtime/scheduler.h"
+#include "tokenizer/model_fit.h"
 
 namespace dsv4::cli {
 
@@ -62,8 +63,8 @@ struct GenerationArgs {
     if (threads > 0) ThreadPool::set_global_threads(threads);
     auto e = std::make_unique<Engine>(Tokenizer::load(dir));
     e->model = std::make_unique<Model>(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{});
-    if (e->tok.vocab_size() > size_t(e->model->config().vocab_size))
-      fail("{}: tokenizer has {} ids but the model only {} rows", dir, e->tok.vocab_size(), e->model->config().vocab_size);
+    const ModelConfig& c = e->model->config();
+    check_tokenizer_fits(e->tok, {c.vocab_size, c.bos_token_id, c.eos_token_id}, dir);
     SchedulerOptions so;
     so.max_parallel = parallel;
     so.max_context = ctx;

@@ -8,12 +8,36 @@
 #include "cli/cli_util.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "tokenizer/byte_level.h"
 
 namespace dsv4::test {
 namespace {
 
 namespace fs = std::filesystem;
 const std::string kFlash = std::string(DSV4_TEST_DATA) + "/fixtures/tiny-flash";
+const fs::path kNano = fs::path(DSV4_TEST_DATA) / "../../models/dsv4-nano";
+
+// A byte-level tokenizer.json that fits the 512-row fixtures: BOS 0, EOS 1 (unless !eos), bytes at 2..257.
+std::string tiny_tokenizer(bool eos = true) {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[tok::byte_level::map(std::string(1, char(b)))] = b + 2;
+  nlohmann::json added = {{{"id", 0}, {"content", "<｜begin▁of▁sentence｜>"}, {"special", true}}};
+  if (eos) added.push_back({{"id", 1}, {"content", "<｜end▁of▁sentence｜>"}, {"special", true}});
+  return nlohmann::json{{"added_tokens", added},
+                        {"pre_tokenizer", {{"type", "ByteLevel"}, {"use_regex", false}}},
+                        {"decoder", {{"type", "ByteLevel"}}},
+                        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}}
+      .dump();
+}
+
+// `src` as a folder of symlinks (the Hugging Face cache layout), minus the files in `skip`.
+fs::path linked_copy(const fs::path& src, const fs::path& dir, std::initializer_list<std::string> skip = {}) {
+  fs::create_directories(dir);
+  for (auto& e : fs::directory_iterator(src))
+    if (e.is_regular_file() && std::find(skip.begin(), skip.end(), e.path().filename()) == skip.end())
+      fs::create_symlink(fs::absolute(e.path()), dir / e.path().filename());
+  return dir;
+}
 
 class ModelCli : public ::testing::Test {
  protected:
@@ -23,11 +47,62 @@ class ModelCli : public ::testing::Test {
 };
 
 TEST_F(ModelCli, InspectReportsScheduleAndValidation) {
-  CmdRun r = run_dsv4("inspect -m " + kFlash, tmp_);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  const fs::path dir = linked_copy(kFlash, tmp_ / "flash");
+  std::ofstream(dir / "tokenizer.json") << tiny_tokenizer();
+  CmdRun r = run_dsv4("inspect -m " + dir.string(), tmp_);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("0:SWA+hash 1:CSA 2:HCA128 3:CSA 4:MTP0"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("FP4 (I8 packed)"), std::string::npos);
+  EXPECT_NE(r.out.find("tokenizer: 258 ids, BOS 0 \"<｜begin▁of▁sentence｜>\", EOS 1 \"<｜end▁of▁sentence｜>\""),
+            std::string::npos) << r.out;
   EXPECT_NE(r.out.find("validation: OK"), std::string::npos);
+}
+
+TEST_F(ModelCli, InspectChecksTheTokenizer) {
+  CmdRun r = run_dsv4("inspect -m " + kNano.string(), tmp_);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("EOS 1 \"<｜end▁of▁sentence｜>\""), std::string::npos) << r.out;
+  // Missing, garbage, without the model's EOS: exit 2 with the reason, like an invalid checkpoint.
+  r = run_dsv4("inspect -m " + kFlash, tmp_);
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("tokenizer: FAILED"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no tokenizer.json"), std::string::npos) << r.out;
+  const fs::path dir = linked_copy(kFlash, tmp_ / "flash");
+  const std::pair<std::string, std::string> cases[] = {
+      {"{\"model\": garbage", "malformed JSON"},
+      {"[]", "not a JSON object"},
+      {tiny_tokenizer(false), "eos_token_id = 1 is not a token of tokenizer.json"},
+      {slurp_file(kNano / "tokenizer.json"), "beyond config.json vocab_size = 512"},
+  };
+  for (auto& [text, why] : cases) {
+    std::ofstream(dir / "tokenizer.json", std::ios::trunc) << text;
+    r = run_dsv4("inspect -m " + dir.string(), tmp_);
+    EXPECT_EQ(r.rc, 2) << why << "\n" << r.out;
+    EXPECT_NE(r.out.find("validation: FAILED"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(why), std::string::npos) << r.out;
+  }
+}
+
+TEST_F(ModelCli, NonsenseConfigIsRejectedAtLoadNamingTheKey) {
+  // rope_theta -1 used to load and produce NaN logits.
+  const fs::path dir = linked_copy(kNano, tmp_ / "nano", {"config.json"});
+  auto cfg = nlohmann::json::parse(slurp_file(kNano / "config.json"));
+  cfg["rope_theta"] = -1;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  CmdRun r = run_dsv4("run -m " + dir.string() + " -p Hi -n 2 --temp 0", tmp_);
+  EXPECT_EQ(r.rc, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("'rope_theta'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find((dir / "config.json").string()), std::string::npos) << r.err;
+  r = run_dsv4("inspect -m " + dir.string(), tmp_);
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("'rope_theta'"), std::string::npos) << r.err;
+  // An EOS outside the vocabulary, likewise.
+  cfg["rope_theta"] = 10000;
+  cfg["eos_token_id"] = 4096;
+  std::ofstream(dir / "config.json", std::ios::trunc) << cfg.dump();
+  r = run_dsv4("run -m " + dir.string() + " -p Hi -n 2 --temp 0", tmp_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("'eos_token_id'"), std::string::npos) << r.err;
 }
 
 TEST_F(ModelCli, InspectFailsOnAMissingTensor) {
@@ -90,7 +165,7 @@ TEST_F(ModelCli, BadArgumentsGiveClearErrors) {
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("outside the vocabulary"), std::string::npos) << r.err;
   r = run_dsv4("inspect -m " + (tmp_ / "nothing").string(), tmp_);
-  EXPECT_NE(r.rc, 0);
+  EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
 }
 
@@ -104,7 +179,10 @@ TEST_F(ModelCli, GenerateIsDeterministicAcrossThreads) {
 
 TEST_F(ModelCli, MakeModelWritesALoadableCheckpoint) {
   const auto dir = (tmp_ / "rand").string();
-  CmdRun r = run_dsv4("make-model --like tiny --layers 3 --mtp --seed 5 -o " + dir, tmp_);
+  std::ofstream(tmp_ / "tok.json") << tiny_tokenizer();
+  CmdRun r = run_dsv4("make-model --like tiny --layers 3 --mtp --seed 5 --tokenizer " + (tmp_ / "tok.json").string() +
+                          " -o " + dir,
+                      tmp_);
   ASSERT_EQ(r.rc, 0) << r.err;
   r = run_dsv4("inspect -m " + dir, tmp_);
   ASSERT_EQ(r.rc, 0) << r.out << r.err;
