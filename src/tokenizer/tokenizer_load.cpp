@@ -59,7 +59,8 @@ void load_model(TokenizerImpl& t, const json& model, const std::string& where,
     const auto it = t.vocab.emplace(text, id).first;  // nlohmann has already checked the UTF-8
     if (static_cast<size_t>(id) >= id_to_vocab.size()) id_to_vocab.resize(static_cast<size_t>(id) + 1, nullptr);
     // Two spellings of one id would make decode depend on the JSON key order.
-    if (id_to_vocab[id]) fail("{}: model.vocab gives id {} to both \"{}\" and \"{}\"", where, id, *id_to_vocab[id], text);
+    if (id_to_vocab[id])
+      fail("{}: model.vocab gives id {} to both \"{}\" and \"{}\"", where, id, *id_to_vocab[id], text);
     id_to_vocab[id] = &it->first;  // unordered_map keys do not move on rehash
   }
   for (int b = 0; b < 256; ++b) {

@@ -46,7 +46,8 @@ json flash_full() {
 
 TEST(ConfigValues, EveryKnownGoodConfigLoads) {
   std::vector<fs::path> files;
-  for (const fs::path& root : {fs::path(DSV4_TEST_DATA) / "fixtures", fs::path(DSV4_TEST_DATA) / "../../../shared/fixtures"})
+  const fs::path data = DSV4_TEST_DATA;
+  for (const fs::path& root : {data / "fixtures", data / "../../../shared/fixtures"})
     if (fs::is_directory(root))
       for (auto& e : fs::directory_iterator(root))
         if (fs::exists(e.path() / "config.json")) files.push_back(e.path() / "config.json");
