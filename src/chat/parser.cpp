@@ -368,7 +368,15 @@ StreamParser::Delta StreamParser::finish_truncated() {
   Delta d;
   if (failed_) throw Error("completion parser already failed: " + error_);
   if (closed_) throw Error("completion parser: finish called twice");
-  if (state_ == State::Reasoning || state_ == State::Content) emit_text(d, buf_.size(), true);
+  if (state_ == State::Reasoning || state_ == State::Content) {
+    // The held-back text may already hold a whole marker (the "｜DSML｜" of a tool-call opener not yet
+    // confirmed): the text ends before it, markup is never content (found by fuzz_parser).
+    const Stops stops = state_ == State::Reasoning ? Stops(kReasoningStops) : Stops(kContentStops);
+    size_t scan = pos_;
+    Hit h;
+    const bool marker = find_first(buf_, pos_, scan, stops, /*final=*/true, h) == Find::Found;
+    emit_text(d, marker ? h.pos : buf_.size(), true);
+  }
   closed_ = true;
   return d;
 }

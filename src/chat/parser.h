@@ -52,7 +52,8 @@ class StreamParser {
   // End of the completion: flushes held-back text and applies the end-of-text rules.
   Delta finish();
   // End of a completion cut short (token limit, client abort): returns the held-back reasoning or
-  // content as it stands, without the end-of-text checks. A tool call still open is dropped.
+  // content as it stands, without the end-of-text checks, up to the first whole marker in it (a
+  // partial one at the very end is kept as text). A tool call still open is dropped.
   Delta finish_truncated();
 
   // True once the text is complete (EOS seen, or the tool-call block closed and followed by EOS).

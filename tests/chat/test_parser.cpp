@@ -206,6 +206,17 @@ TEST(StreamParser, TruncatedCompletionKeepsHeldBackText) {
   EXPECT_TRUE(q.finish_truncated().empty());
 }
 
+// fuzz_parser: cut inside a tool-call opener, the held-back "\n\n<｜DSML｜tool" was returned as content.
+TEST(StreamParser, TruncatedCompletionNeverReturnsMarkup) {
+  StreamParser p(false);
+  EXPECT_EQ(p.push("a\n\n<｜DSML｜tool").content, "a");
+  EXPECT_EQ(p.finish_truncated().content, "\n\n<");
+  StreamParser q(true);
+  EXPECT_EQ(q.push("why</think>x\n\n<｜DSML｜tool_call").content, "x");
+  const auto d = q.finish_truncated();
+  EXPECT_EQ(d.content.find("｜DSML｜"), std::string::npos) << d.content;
+}
+
 TEST(StreamParser, ReportsErrorsEarlyAndStaysFailed) {
   StreamParser p(false);
   EXPECT_THROW(p.push("a<think>"), Error);
