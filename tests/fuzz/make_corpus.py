@@ -190,6 +190,23 @@ def main():
         "tokenize": (6, {"content": "Hello <｜User｜> world", "with_pieces": True}),
         "detokenize": (7, {"tokens": [1, 2, 300, 4000]}),
     }
+    # Nested just under the depth limit (core/json.h, 128 levels with the envelope): every recursive
+    # walk over a schema or argument object runs at its deepest.
+    deep = {"type": "string"}
+    for _ in range(58):  # two levels each
+        deep = {"type": "object", "properties": {"x": deep}}
+    deep_tool = {"type": "function", "function": {"name": "deep", "parameters": deep}}
+    reqs["render_deep_schema"] = (5, {"messages": [{"role": "user", "content": "x"}], "tools": [deep_tool]})
+    reqs["count_tokens_deep_input"] = (4, {"messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "deep", "input": deep}]}],
+        "tools": [{"name": "deep", "input_schema": deep}]})
+    reqs["responses_deep_schema"] = (2, {"input": "x", "max_output_tokens": 1,
+                                         "text": {"format": {"type": "json_schema", "name": "d", "schema": deep}}})
+    put("encoder", "deep_schema", json.dumps({"messages": [
+        {"role": "system", "content": "s", "tools": [deep_tool]}, {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": "deep", "arguments": deep["properties"]}}]}]}))
     for name, (route, body) in reqs.items():
         put("http", name, bytes([route]) + json.dumps(body, ensure_ascii=False).encode())
     for name, raw in {
