@@ -17,8 +17,8 @@ namespace {
 struct ServeArgs {
   GenerationArgs gen;
   std::string host = "127.0.0.1", api_key, alias, thinking = "on";
-  int port = 8080, http_threads = 128;
-  double keep_alive = 5, max_body_mb = 8;
+  int port = 8080, http_threads = 128, max_connections = 1024;
+  double keep_alive = 5, max_body_mb = 8, timeout = 60;
 };
 
 std::string folder_name(const std::string& dir) {
@@ -48,6 +48,8 @@ void cmd_serve(const ServeArgs& a) {
   so.model_names.push_back(a.gen.dir);
   so.max_body_bytes = size_t(a.max_body_mb * 1024 * 1024);
   so.http_threads = a.http_threads;
+  so.max_connections = a.max_connections;
+  so.timeout_seconds = a.timeout;
   so.keep_alive_seconds = a.keep_alive;
   so.default_thinking = a.thinking == "on";
   so.default_sampling = a.gen.sampling();
@@ -83,8 +85,14 @@ void register_serve_commands(CLI::App& app) {
   c->add_option("--keep-alive", a.keep_alive, "seconds without output before an SSE keep-alive is sent")
       ->check(CLI::Range(0.01, 3600.0));
   c->add_option("--max-body-mb", a.max_body_mb, "largest request body accepted, in MiB")->check(CLI::Range(0.001, 4096.0));
-  c->add_option("--http-threads", a.http_threads, "connections served at once (each stream holds one)")
+  c->add_option("--http-threads", a.http_threads, "requests served at once (each stream holds one); more get 503")
       ->check(CLI::Range(8, 4096));
+  c->add_option("--max-connections", a.max_connections,
+                "open connections at most (idle ones are closed first to make room; beyond it 503)")
+      ->check(CLI::Range(8, 1 << 20));
+  c->add_option("--timeout", a.timeout,
+                "seconds a request's body may take to arrive (its headers: at most 10 s); late ones get 408")
+      ->check(CLI::Range(0.1, 86400.0));
   c->callback([] { cmd_serve(a); });
 }
 

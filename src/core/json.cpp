@@ -75,7 +75,9 @@ void check_json_depth(std::string_view text, std::string_view what, int max_dept
   nlohmann::json::sax_parse(text.begin(), text.end(), &c);
   if (c.too_deep) {
     std::string path = c.path();
-    throw JsonTooDeep(fmt::format("{} nests deeper than {} levels (at {})", what, max_depth, path), std::move(path));
+    // Formatted before the move: argument evaluation order is unspecified.
+    std::string msg = fmt::format("{} nests deeper than {} levels (at {})", what, max_depth, path);
+    throw JsonTooDeep(std::move(msg), std::move(path));
   }
 }
 

@@ -3,6 +3,7 @@
 // the offending field, JSON output that never throws on odd bytes, and the server context.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 #include "chat/pyjson.h"
 #include "core/error.h"
 #include "runtime/scheduler.h"
+#include "server/connections.h"
 #include "server/metrics.h"
 #include "server/server.h"
 
@@ -57,6 +59,7 @@ struct Context {
   Metrics metrics;
   std::atomic<bool> stopping{false};
   int32_t eos_id = -1, think_close_id = -1;
+  std::function<ConnectionStats()> connections;  // for /metrics; set by the Server
 
   Context(Scheduler& s, ServerOptions o) : sched(s), opt(std::move(o)) {}
   const Tokenizer& tok() const { return sched.tokenizer(); }

@@ -1,10 +1,6 @@
 #include "server/generation.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netdb.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -12,62 +8,15 @@
 #include <httplib.h>
 
 #include "chat/markers.h"
+#include "server/connections.h"
 
 namespace dsv4::server {
 
-namespace {
-bool endpoint(const sockaddr_storage& a, socklen_t len, std::string& host, int& port) {
-  char h[NI_MAXHOST], p[NI_MAXSERV];
-  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, h, sizeof h, p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV))
-    return false;
-  host = h;
-  port = std::atoi(p);
-  return true;
-}
-
-// Calls fn(fd, local port, remote host, remote port) for each connected socket of the process until it
-// returns true.
-template <class Fn>
-void for_each_connection(Fn fn) {
-  DIR* d = opendir("/proc/self/fd");
-  if (!d) return;
-  const int self = dirfd(d);
-  while (dirent* e = readdir(d)) {
-    const int fd = std::atoi(e->d_name);
-    if (e->d_name[0] == '.' || fd == self) continue;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    sockaddr_storage la{}, ra{};
-    socklen_t ll = sizeof la, rl = sizeof ra;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&la), &ll) || getpeername(fd, reinterpret_cast<sockaddr*>(&ra), &rl))
-      continue;  // not connected (the listening socket)
-    std::string lh, rh;
-    int lp = -1, rp = -1;
-    if (!endpoint(la, ll, lh, lp) || !endpoint(ra, rl, rh, rp)) continue;
-    if (fn(fd, lp, rh, rp)) break;
-  }
-  closedir(d);
-}
-}  // namespace
-
-ConnectionWatch ConnectionWatch::of(const httplib::Request& req) {
-  // The connection stays open (owned by this worker) while its handler runs, so exactly one socket of the
-  // process has this local/remote pair.
+ConnectionWatch ConnectionWatch::of(const httplib::Request&) {
+  // The handler runs on the worker that owns the request's connection (connections.h).
   ConnectionWatch w;
-  for_each_connection([&](int fd, int lp, const std::string& rh, int rp) {
-    if (lp != req.local_port || rp != req.remote_port || rh != req.remote_addr) return false;
-    w.fd_ = fd;
-    return true;
-  });
+  w.fd_ = HttpServer::current_socket();
   return w;
-}
-
-void ConnectionWatch::shutdown_all(int local_port) {
-  // shutdown, not close: the fds stay owned by their workers, which see EOF and finish.
-  for_each_connection([&](int fd, int lp, const std::string&, int) {
-    if (lp == local_port) ::shutdown(fd, SHUT_RDWR);
-    return false;
-  });
 }
 
 bool ConnectionWatch::alive() const {

@@ -19,16 +19,13 @@ struct Request;
 
 namespace dsv4::server {
 
-// The client's TCP connection. httplib 0.11 hands handlers no socket, so it is found by the request's
-// address pair; a peer that closed the connection reads as EOF. Unknown connections count as alive.
+// The client's TCP connection: the socket of the worker serving the request (HttpServer); a peer
+// that closed the connection reads as EOF. Unknown connections (no HttpServer) count as alive.
 class ConnectionWatch {
  public:
   ConnectionWatch() = default;
   static ConnectionWatch of(const httplib::Request& req);
   bool alive() const;
-  // Shuts down every accepted connection on `local_port`: an idle keep-alive connection would hold its
-  // httplib worker (and so the server's shutdown) for the whole keep-alive timeout.
-  static void shutdown_all(int local_port);
 
  private:
   int fd_ = -1;

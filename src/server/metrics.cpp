@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "runtime/scheduler.h"
+#include "server/connections.h"
 
 namespace dsv4::server {
 
@@ -23,7 +24,8 @@ void metric(std::string& out, const char* name, const char* type, const char* he
 }
 }  // namespace
 
-std::string Metrics::render(const SchedulerStats& s, int max_parallel, int64_t max_context) const {
+std::string Metrics::render(const SchedulerStats& s, const ConnectionStats& c, int max_parallel,
+                            int64_t max_context) const {
   std::string o;
   auto counter = [&](const char* n, const char* h, double v) { metric(o, n, "counter", h, v); };
   auto gauge = [&](const char* n, const char* h, double v) { metric(o, n, "gauge", h, v); };
@@ -53,6 +55,14 @@ std::string Metrics::render(const SchedulerStats& s, int max_parallel, int64_t m
         double(s.generated_tokens) / busy);
   gauge("dsv4_prefill_tokens_per_second", "Prefilled tokens per busy second, since start.",
         double(s.prefilled_tokens) / busy);
+  gauge("dsv4_http_connections", "HTTP connections open (idle, reading a request or being served).",
+        double(c.open));
+  gauge("dsv4_http_requests_in_flight", "HTTP requests holding a worker (--http-threads).", double(c.busy));
+  gauge("dsv4_http_requests_waiting", "HTTP requests with complete headers waiting for a worker.", double(c.queued));
+  counter("dsv4_http_rejected_total", "Connections refused at a cap (503) or with oversized headers (431).",
+          double(c.rejected));
+  counter("dsv4_http_timeouts_total", "Requests whose headers or body missed their deadline (408).",
+          double(c.timed_out));
   gauge("dsv4_http_streams_active", "HTTP responses still being generated or streamed.", double(streams_active_.load()));
   counter("dsv4_http_client_disconnects_total", "Requests cancelled because the client went away.",
           double(disconnects_.load()));

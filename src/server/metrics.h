@@ -13,6 +13,8 @@ struct SchedulerStats;
 
 namespace dsv4::server {
 
+struct ConnectionStats;
+
 class Metrics {
  public:
   void request(const std::string& route, int status);
@@ -22,7 +24,7 @@ class Metrics {
   void disconnect() { ++disconnects_; }
   void first_token(double seconds);
   // Prometheus text exposition format (version 0.0.4).
-  std::string render(const SchedulerStats& s, int max_parallel, int64_t max_context) const;
+  std::string render(const SchedulerStats& s, const ConnectionStats& c, int max_parallel, int64_t max_context) const;
 
  private:
   mutable std::mutex mu_;

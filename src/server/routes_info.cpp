@@ -70,7 +70,8 @@ void add_info_routes(httplib::Server& svr, Context& ctx) {
   }));
   svr.Get("/metrics", route(ctx, "/metrics", S, [&ctx](const httplib::Request&, httplib::Response& res) {
     const auto& o = ctx.sched.options();
-    res.set_content(ctx.metrics.render(ctx.sched.stats(), o.max_parallel, o.max_context),
+    const ConnectionStats conns = ctx.connections ? ctx.connections() : ConnectionStats{};
+    res.set_content(ctx.metrics.render(ctx.sched.stats(), conns, o.max_parallel, o.max_context),
                     "text/plain; version=0.0.4; charset=utf-8");
   }));
   svr.Post("/tokenize", route(ctx, "/tokenize", S, [&ctx](auto& q, auto& r) { tokenize(ctx, q, r); }));

@@ -6,15 +6,27 @@
 #include <thread>
 
 #include "chat/markers.h"
+#include "server/connections.h"
 #include "server/http.h"
 #include "server/routes.h"
 
 namespace dsv4::server {
 
+namespace {
+ConnectionLimits limits_of(const ServerOptions& o) {
+  ConnectionLimits l;
+  l.workers = std::max(o.http_threads, 8);
+  l.max_connections = std::max(o.max_connections, l.workers);
+  l.body_seconds = o.timeout_seconds;
+  l.header_seconds = std::min(10.0, o.timeout_seconds);
+  return l;
+}
+}  // namespace
+
 struct Server::Impl {
   Context ctx;
-  httplib::Server http;
-  Impl(Scheduler& s, ServerOptions o) : ctx(s, std::move(o)) {}
+  HttpServer http;  // after ctx: its workers run handlers that use ctx, and are joined first
+  Impl(Scheduler& s, ServerOptions o) : ctx(s, std::move(o)), http(limits_of(ctx.opt)) {}
 };
 
 Server::Server(Scheduler& sched, ServerOptions opt) {
@@ -24,17 +36,10 @@ Server::Server(Scheduler& sched, ServerOptions opt) {
   ctx.eos_id = int32_t(sched.model().config().eos_token_id);
   ctx.think_close_id = sched.tokenizer().token_id(chat::marker::kThinkClose);
   auto& svr = impl_->http;
-  const int threads = std::max(ctx.opt.http_threads, 8);
-  // One thread per open connection: every streaming client holds one for its whole answer.
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  // Deadlines, the connection cap and the workers are HttpServer's (connections.h).
   svr.set_payload_max_length(ctx.opt.max_body_bytes);
-  // Idle keep-alive connections outlive the clients' own timeouts (Node: 4 s), so a client never
-  // reuses a connection the server is closing at that moment; stop() shuts idle ones down.
-  svr.set_keep_alive_timeout(10);
   svr.set_keep_alive_max_count(100000);
-  svr.set_read_timeout(60);
-  svr.set_write_timeout(30);
-  svr.set_tcp_nodelay(true);
+  ctx.connections = [&svr] { return svr.stats(); };
 
   add_info_routes(svr, ctx);
   add_openai_routes(svr, ctx);
@@ -69,6 +74,7 @@ int Server::bind() {
     fail("cannot listen on {}:{} (address in use, or not an address of this machine)", o.host, port);
   }
   o.port = port;
+  impl_->http.widen_backlog();
   return port;
 }
 
@@ -83,7 +89,7 @@ void Server::stop() {
   for (int i = 0; i < 100 && ctx.metrics.streams_active() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   impl_->http.stop();
-  if (ctx.opt.port > 0) ConnectionWatch::shutdown_all(ctx.opt.port);
+  impl_->http.close_connections();
 }
 
 }  // namespace dsv4::server

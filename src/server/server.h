@@ -21,7 +21,9 @@ struct ServerOptions {
   std::vector<std::string> model_names;       // accepted `model` values; the first is the listed id
   std::string model_dir;
   size_t max_body_bytes = size_t(8) << 20;    // larger bodies get 413
-  int http_threads = 128;                     // concurrent connections served (streams hold one each)
+  int http_threads = 128;                     // requests served at once (streams hold one each)
+  int max_connections = 1024;                 // open connections; beyond it 503 (an idle one is closed first)
+  double timeout_seconds = 60;                // a request's body must arrive within this (headers: up to 10 s)
   double keep_alive_seconds = 5;              // SSE comment when nothing was written for this long
   bool default_thinking = true;               // thinking mode when a request does not say (DeepSeek API default)
   SamplingParams default_sampling;            // generation_config.json, before request fields

@@ -34,6 +34,7 @@ TEST(JsonDepth, RejectsDeeperAndNamesThePath) {
     FAIL() << "not rejected";
   } catch (const JsonTooDeep& e) {
     EXPECT_EQ(e.path, "a.b[2]");
+    EXPECT_NE(std::string(e.what()).find("(at a.b[2])"), std::string::npos) << e.what();
   }
 }
 

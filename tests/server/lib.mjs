@@ -19,8 +19,8 @@ export const SKIP = missing;
 export const execFileP = promisify(execFile);
 
 // Starts `dsv4 serve -m MODEL --port 0 ARGS...` and resolves once it prints its address.
-export async function startServer(args = [], { timeoutMs = 120000 } = {}) {
-  const proc = spawn(BIN, ['serve', '-m', MODEL, '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startServer(args = [], { timeoutMs = 120000, model = MODEL } = {}) {
+  const proc = spawn(BIN, ['serve', '-m', model, '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const url = await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`server did not start in time:\n${log}`)), timeoutMs);
