@@ -32,10 +32,21 @@ std::string_view TokenizerImpl::bytes_of(int32_t id) const {
 }
 
 void TokenizerImpl::encode(std::string_view text, bool parse_special, std::vector<int32_t>& out) const {
-  const size_t bad = utf8::first_invalid(text);
-  if (bad != text.size()) {
-    fail("cannot tokenize: input is not valid UTF-8 (byte 0x{:02x} at offset {} of {})",
-         static_cast<unsigned char>(text[bad]), bad, text.size());
+  const EncodePiece one{text, parse_special};
+  encode_pieces(std::span<const EncodePiece>(&one, 1), out);
+}
+
+void TokenizerImpl::encode_pieces(std::span<const EncodePiece> pieces, std::vector<int32_t>& out) const {
+  size_t total = 0;
+  for (const auto& p : pieces) total += p.text.size();
+  size_t offset = 0;  // errors name the offset in the concatenated text
+  for (const auto& p : pieces) {
+    const size_t bad = utf8::first_invalid(p.text);
+    if (bad != p.text.size()) {
+      fail("cannot tokenize: input is not valid UTF-8 (byte 0x{:02x} at offset {} of {})",
+           static_cast<unsigned char>(p.text[bad]), offset + bad, total);
+    }
+    offset += p.text.size();
   }
   MatchData md;
   BpeSink sink(bpe, out);
@@ -45,25 +56,38 @@ void TokenizerImpl::encode(std::string_view text, bool parse_special, std::vecto
     size_t b, e;
     return word_char && word_char->find(s, 0, md, &b, &e);
   };
-  const auto push_id = [&](int32_t id) { out.push_back(id); };
+  // Normalized text waiting for the next added token (or the end): pre-tokenized as one run, so a piece
+  // boundary inside it changes nothing.
+  std::string run;
+  const auto flush = [&] {
+    if (!run.empty()) pre.run(run, md, sink);
+    run.clear();
+  };
+  const auto push_id = [&](int32_t id) {
+    flush();
+    out.push_back(id);
+  };
   // HF order: raw-text tokens, then normalize what is between them, then normalized tokens.
-  const auto normalized_part = [&](std::string_view piece) {
+  const auto normalized_part = [&](std::string_view piece, bool special) {
     std::string tmp;
     if (!normalizer.identity()) {
       tmp = normalizer.apply(piece, md);
       piece = tmp;
     }
-    if (parse_special && !norm_matcher.empty()) {
-      norm_matcher.split(piece, [&](std::string_view gap) { pre.run(gap, md, sink); }, push_id, is_word_char);
+    if (special && !norm_matcher.empty()) {
+      norm_matcher.split(piece, [&](std::string_view gap) { run.append(gap); }, push_id, is_word_char);
     } else {
-      pre.run(piece, md, sink);
+      run.append(piece);
     }
   };
-  if (parse_special && !raw_matcher.empty()) {
-    raw_matcher.split(text, normalized_part, push_id, is_word_char);
-  } else {
-    normalized_part(text);
+  for (const auto& p : pieces) {
+    if (p.parse_special && !raw_matcher.empty()) {
+      raw_matcher.split(p.text, [&](std::string_view gap) { normalized_part(gap, true); }, push_id, is_word_char);
+    } else {
+      normalized_part(p.text, p.parse_special);
+    }
   }
+  flush();
 }
 
 }  // namespace tok
@@ -99,6 +123,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
 
 void Tokenizer::encode_into(std::string_view text, std::vector<int32_t>& out, bool parse_special) const {
   impl_->encode(text, parse_special, out);
+}
+
+std::vector<int32_t> Tokenizer::encode_pieces(std::span<const EncodePiece> pieces) const {
+  std::vector<int32_t> out;
+  impl_->encode_pieces(pieces, out);
+  return out;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {

@@ -22,6 +22,12 @@ namespace tok {
 struct TokenizerImpl;
 }
 
+// A span of text to encode with Tokenizer::encode_pieces.
+struct EncodePiece {
+  std::string_view text;
+  bool parse_special;  // match added tokens inside this span
+};
+
 class Tokenizer {
  public:
   // `path` is a checkpoint directory containing tokenizer.json, or the tokenizer.json itself.
@@ -34,6 +40,12 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
   // Appends to `out` instead of returning a fresh vector.
   void encode_into(std::string_view text, std::vector<int32_t>& out, bool parse_special = true) const;
+
+  // Encodes the concatenation of `pieces`, matching added tokens only inside pieces that allow it (so
+  // text a user wrote cannot become a control token). The text between added tokens is normalized and
+  // pre-tokenized as one run across piece boundaries: when the other pieces hold no added-token text,
+  // the ids equal encode(concatenation). A token's lstrip/rstrip/single_word look only inside its piece.
+  std::vector<int32_t> encode_pieces(std::span<const EncodePiece> pieces) const;
 
   // Throws dsv4::Error for an id outside [0, vocab_size()) or one with no token.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/regex.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4::tok {
 
@@ -41,6 +43,7 @@ struct TokenizerImpl {
   size_t vocab_size() const { return flags.size(); }
   std::string_view bytes_of(int32_t id) const;  // throws for unknown ids
   void encode(std::string_view text, bool parse_special, std::vector<int32_t>& out) const;
+  void encode_pieces(std::span<const EncodePiece> pieces, std::vector<int32_t>& out) const;
 
   static std::shared_ptr<TokenizerImpl> parse(std::string_view json_text, const std::string& name);
 };
