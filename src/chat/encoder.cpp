@@ -232,26 +232,29 @@ std::vector<Msg> drop_thinking_messages(const std::vector<Msg>& msgs) {
   return out;
 }
 
-void append_tools(std::string& out, const Msg& m) {
+// Schemas are the caller's text; the instructions around them are the encoder's.
+void append_tools(Prompt& out, const Msg& m) {
   const Json* tools = get(*m.src, "tools");
   if (tools && py_truthy(*tools)) {
     if (!tools->is_array()) fail("{} ({}): \"tools\" must be an array, got {}", m.where, m.role, tools->type_name());
-    out += "\n\n";
-    out += kToolsHead;
+    out.control("\n\n").control(kToolsHead);
     for (size_t k = 0; k < tools->size(); ++k) {
       const Json& t = (*tools)[k];
       const Json* fn = t.is_object() ? get(t, "function") : nullptr;
       if (!fn) fail("{} ({}): tools[{}] has no \"function\" object (OpenAI tool format expected)", m.where, m.role, k);
-      if (k) out += '\n';
-      py_json_dump_to(out, *fn);
+      if (k) out.control("\n");
+      std::string schema;
+      py_json_dump_to(schema, *fn);
+      out.text(schema);
     }
-    out += kToolsTail;
+    out.control(kToolsTail);
   }
   const Json* rf = get(*m.src, "response_format");
   if (rf && py_truthy(*rf)) {
-    out += "\n\n";
-    out += kResponseFormatHead;
-    py_json_dump_to(out, *rf);
+    out.control("\n\n").control(kResponseFormatHead);
+    std::string schema;
+    py_json_dump_to(schema, *rf);
+    out.text(schema);
   }
 }
 
@@ -275,10 +278,8 @@ Json decode_arguments(const Json& args, const Msg& m, size_t k) {
   return parsed;
 }
 
-void append_tool_calls(std::string& out, const Json& calls, const Msg& m) {
-  out += "\n\n";
-  out += mk::kToolCallsOpen;
-  out += '\n';
+void append_tool_calls(Prompt& out, const Json& calls, const Msg& m) {
+  out.control("\n\n").control(mk::kToolCallsOpen).control("\n");
   for (size_t k = 0; k < calls.size(); ++k) {
     const Json* fn = get(calls[k], "function");
     if (!fn || !fn->is_object()) fail("{} ({}): tool_calls[{}] has no \"function\" object", m.where, m.role, k);
@@ -287,124 +288,116 @@ void append_tool_calls(std::string& out, const Json& calls, const Msg& m) {
     const Json* args = get(*fn, "arguments");
     if (!args) fail("{} ({}): tool_calls[{}].function has no \"arguments\"", m.where, m.role, k);
     Json params = decode_arguments(*args, m, k);
-    if (k) out += '\n';
-    out += "<｜DSML｜invoke name=\"";
-    out += name->get_ref<const std::string&>();
-    out += "\">\n";
+    if (k) out.control("\n");
+    out.control("<｜DSML｜invoke name=\"").text(name->get_ref<const std::string&>()).control("\">\n");
     bool first = true;
     for (const auto& [key, v] : params.items()) {
-      if (!first) out += '\n';
+      if (!first) out.control("\n");
       first = false;
-      out += "<｜DSML｜parameter name=\"";
-      out += key;
-      out += v.is_string() ? "\" string=\"true\">" : "\" string=\"false\">";
+      out.control("<｜DSML｜parameter name=\"").text(key);
+      out.control(v.is_string() ? "\" string=\"true\">" : "\" string=\"false\">");
       if (v.is_string()) {
-        out += v.get_ref<const std::string&>();
+        out.text(v.get_ref<const std::string&>());
       } else {
-        py_json_dump_to(out, v);
+        std::string value;
+        py_json_dump_to(value, v);
+        out.text(value);
       }
-      out += "</｜DSML｜parameter>";
+      out.control("</｜DSML｜parameter>");
     }
-    out += "\n</｜DSML｜invoke>";
+    out.control("\n</｜DSML｜invoke>");
   }
-  out += '\n';
-  out += mk::kToolCallsClose;
+  out.control("\n").control(mk::kToolCallsClose);
 }
 
-void append_tool_result(std::string& out, const Block& b, const Msg& m) {
-  out += mk::kToolResultOpen;
+void append_tool_result(Prompt& out, const Block& b, const Msg& m) {
+  out.control(mk::kToolResultOpen);
   if (b.content && b.content->is_string()) {
-    out += b.content->get_ref<const std::string&>();
+    out.text(b.content->get_ref<const std::string&>());
   } else if (b.content) {  // a list of parts
     bool first = true;
     for (const auto& part : *b.content) {
-      if (!first) out += "\n\n";
+      if (!first) out.control("\n\n");
       first = false;
       if (!part.is_object()) fail("{} (tool): content parts must be objects, got {}", m.where, part.type_name());
       const Json* type = get(part, "type");
       if (type && type->is_string() && type->get_ref<const std::string&>() == "text") {
         const Json* t = get(part, "text");
         if (t && !t->is_string()) fail("{} (tool): a text part's \"text\" must be a string", m.where);
-        if (t) out += t->get_ref<const std::string&>();
+        if (t) out.text(t->get_ref<const std::string&>());
       } else if (!type || type->is_null()) {
-        out += "[Unsupported None]";  // Python's f-string of a missing type
+        out.text("[Unsupported None]");  // Python's f-string of a missing type
       } else if (type->is_string()) {
-        out += "[Unsupported " + type->get<std::string>() + "]";
+        out.text("[Unsupported " + type->get<std::string>() + "]");
       } else {
         fail("{} (tool): content part \"type\" must be a string", m.where);
       }
     }
   }
-  out += mk::kToolResultClose;
+  out.control(mk::kToolResultClose);
 }
 
-std::string render_message(size_t idx, const std::vector<Msg>& msgs, bool thinking, bool drop,
-                           const std::string& effort) {
-  std::string out;
+// Every string a message carries is text; only the markers and fixed instructions are control.
+void render_message(Prompt& out, size_t idx, const std::vector<Msg>& msgs, bool thinking, bool drop,
+                    const std::string& effort) {
   const Msg& m = msgs[idx];
   int last_user = last_user_index(msgs);
-  if (idx == 0 && thinking && effort == "max") out += kEffortMax;
+  if (idx == 0 && thinking && effort == "max") out.control(kEffortMax);
 
   if (m.role == "system") {
-    out += text_or_empty(get(*m.src, "content"), m, "content");
+    out.text(text_or_empty(get(*m.src, "content"), m, "content"));
     append_tools(out, m);
   } else if (m.role == "developer") {
     std::string_view content = text_or_empty(get(*m.src, "content"), m, "content");
     if (content.empty()) fail("{} (developer): \"content\" must be a non-empty string", m.where);
-    out += mk::kUser;
-    out += content;
+    out.control(mk::kUser).text(content);
     append_tools(out, m);
   } else if (m.role == "user") {
-    out += mk::kUser;
+    out.control(mk::kUser);
     for (size_t k = 0; k < m.blocks.size(); ++k) {
-      if (k) out += "\n\n";
+      if (k) out.control("\n\n");
       if (m.blocks[k].tool_result) {
         append_tool_result(out, m.blocks[k], m);
       } else {
-        out += m.blocks[k].text;
+        out.text(m.blocks[k].text);
       }
     }
   } else if (m.role == "latest_reminder") {
     const Json* c = get(*m.src, "content");
     if (!c || !c->is_string()) fail("{} (latest_reminder): \"content\" must be a string", m.where);
-    out += mk::kLatestReminder;
-    out += c->get_ref<const std::string&>();
+    out.control(mk::kLatestReminder).text(c->get_ref<const std::string&>());
   } else {  // assistant
     bool prev_has_task = idx > 0 && msgs[idx - 1].task.has_value();
     if (thinking && !prev_has_task && (!drop || static_cast<int>(idx) > last_user)) {
-      if (!m.drop_reasoning) out += text_or_empty(get(*m.src, "reasoning_content"), m, "reasoning_content");
-      out += mk::kThinkClose;
+      if (!m.drop_reasoning) out.text(text_or_empty(get(*m.src, "reasoning_content"), m, "reasoning_content"));
+      out.control(mk::kThinkClose);
     }
-    out += text_or_empty(get(*m.src, "content"), m, "content");
+    out.text(text_or_empty(get(*m.src, "content"), m, "content"));
     const Json& calls = tool_calls_of(m);
     if (!calls.is_null()) append_tool_calls(out, calls, m);
     const Json* wo_eos = get(*m.src, "wo_eos");
-    if (!(wo_eos && py_truthy(*wo_eos))) out += mk::kEos;
+    if (!(wo_eos && py_truthy(*wo_eos))) out.control(mk::kEos);
   }
 
   // The transition into the next assistant turn is written only where one follows (or at the end).
   if (idx + 1 < msgs.size() && msgs[idx + 1].role != "assistant" && msgs[idx + 1].role != "latest_reminder")
-    return out;
+    return;
   if (m.task) {
     std::string_view tok = task_tokens().at(*m.task);
     if (*m.task != "action") {
-      out += tok;
+      out.control(tok);
     } else {
-      out += mk::kAssistant;
-      out += thinking ? mk::kThinkOpen : mk::kThinkClose;
-      out += tok;
+      out.control(mk::kAssistant).control(thinking ? mk::kThinkOpen : mk::kThinkClose).control(tok);
     }
   } else if (m.role == "user" || m.role == "developer") {
-    out += mk::kAssistant;
     bool open = thinking && (!drop || static_cast<int>(idx) >= last_user);
-    out += open ? mk::kThinkOpen : mk::kThinkClose;
+    out.control(mk::kAssistant).control(open ? mk::kThinkOpen : mk::kThinkClose);
   }
-  return out;
 }
 
 }  // namespace
 
-std::string render_prompt(const Json& messages, const EncodeOptions& opt) {
+Prompt render_prompt_pieces(const Json& messages, const EncodeOptions& opt) {
   if (opt.reasoning_effort != "" && opt.reasoning_effort != "high" && opt.reasoning_effort != "max")
     fail("invalid reasoning effort '{}' (expected none, \"high\" or \"max\")", opt.reasoning_effort);
   bool has_context = !opt.context.is_null() && !(opt.context.is_array() && opt.context.empty());
@@ -420,7 +413,8 @@ std::string render_prompt(const Json& messages, const EncodeOptions& opt) {
   // carry state across the boundary.
   sort_tool_results(full);
 
-  std::string prompt = opt.add_bos && !has_context ? std::string(mk::kBos) : std::string();
+  Prompt prompt;
+  if (opt.add_bos && !has_context) prompt.control(mk::kBos);
 
   bool drop = opt.drop_thinking;
   for (const auto& m : full) {
@@ -437,8 +431,28 @@ std::string render_prompt(const Json& messages, const EncodeOptions& opt) {
     context_len = full.size() - num_to_render;
   }
   for (size_t i = 0; i < num_to_render; ++i)
-    prompt += render_message(context_len + i, full, opt.thinking, drop, opt.reasoning_effort);
+    render_message(prompt, context_len + i, full, opt.thinking, drop, opt.reasoning_effort);
   return prompt;
+}
+
+std::string render_prompt(const Json& messages, const EncodeOptions& opt) {
+  return render_prompt_pieces(messages, opt).str();
+}
+
+Prompt& Prompt::add(std::string_view s, bool control) {
+  if (s.empty()) return *this;
+  if (!pieces_.empty() && pieces_.back().control == control) {
+    pieces_.back().text += s;
+  } else {
+    pieces_.push_back({std::string(s), control});
+  }
+  return *this;
+}
+
+std::string Prompt::str() const {
+  std::string out;
+  for (const auto& p : pieces_) out += p.text;
+  return out;
 }
 
 EncodeOptions options_from_json(const Json& o) {

@@ -49,13 +49,13 @@ void render_prompt_cmd(const RenderArgs& args) {
   if (msgs == in.end()) fail("stdin: missing \"messages\"");
   auto opts = in.find("options");
   chat::EncodeOptions opt = opts == in.end() ? chat::EncodeOptions{} : chat::options_from_json(*opts);
-  std::string prompt = chat::render_prompt(*msgs, opt);
+  const chat::Prompt prompt = chat::render_prompt_pieces(*msgs, opt);
   if (!args.ids) {
-    write_stdout(prompt);
+    write_stdout(prompt.str());
     return;
   }
-  // The prompt already holds BOS where the format wants it: encode with added tokens, add nothing.
-  std::vector<int32_t> ids = Tokenizer::load(args.model_dir).encode(prompt, /*parse_special=*/true);
+  // The prompt already holds BOS where the format wants it; markers are control tokens, content is text.
+  std::vector<int32_t> ids = chat::encode_prompt(Tokenizer::load(args.model_dir), prompt);
   write_stdout(chat::Json(ids).dump() + "\n");
 }
 

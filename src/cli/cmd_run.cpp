@@ -43,8 +43,8 @@ TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json
   chat::EncodeOptions eo;
   eo.thinking = thinking;
   eo.reasoning_effort = ga.reasoning_effort;
-  const std::string prompt = chat::render_prompt(messages, eo);
-  GenerationRequest req = ga.request(sched.tokenizer().encode(prompt, true));
+  // Message content is encoded as text: only the encoder's markers become control tokens.
+  GenerationRequest req = ga.request(chat::encode_prompt(sched.tokenizer(), chat::render_prompt_pieces(messages, eo)));
   const bool tty = isatty(STDOUT_FILENO);
   chat::StreamParser parser(thinking);
   TurnResult out;

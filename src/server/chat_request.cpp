@@ -186,12 +186,15 @@ ChatPrompt render_chat(const Context& ctx, ChatInputs in) {
   }
   p.enc.thinking = in.thinking;
   p.enc.reasoning_effort = in.thinking ? in.effort : "";
+  chat::Prompt pieces;
   try {
-    p.text = chat::render_prompt(p.messages, p.enc);
+    pieces = chat::render_prompt_pieces(p.messages, p.enc);
   } catch (const Error& e) {
     bad_request("messages", e.what());
   }
-  p.ids = ctx.tok().encode(p.text, true);
+  p.text = pieces.str();
+  // Content is encoded as text: a message spelling "<｜User｜>" cannot forge a turn.
+  p.ids = chat::encode_prompt(ctx.tok(), pieces);
   return p;
 }
 

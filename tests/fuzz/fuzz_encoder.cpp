@@ -30,6 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(is_valid_utf8(prompt), "the prompt is not valid UTF-8");
     // Rendering is a pure function of its input.
     FUZZ_CHECK(render_prompt(*messages, opt) == prompt, "two renders differ");
+    // The pieces the ids are encoded from spell the same prompt, each piece valid UTF-8 on its own.
+    const Prompt pieces = render_prompt_pieces(*messages, opt);
+    FUZZ_CHECK(pieces.str() == prompt, "the prompt pieces do not concatenate to the prompt");
+    for (const auto& p : pieces.pieces()) FUZZ_CHECK(is_valid_utf8(p.text), "a prompt piece is not valid UTF-8");
   } catch (const Error&) {
   }
   return 0;
