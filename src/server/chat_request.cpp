@@ -2,6 +2,21 @@
 
 namespace dsv4::server {
 
+bool valid_tool_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+          c == '.' || c == ':'))
+      return false;
+  return true;
+}
+
+void check_tool_name(const std::string& name, const std::string& param) {
+  if (name.empty()) bad_request(param, fmt::format("'{}' is required", param));
+  if (!valid_tool_name(name))
+    bad_request(param, fmt::format("'{}' must match ^[A-Za-z0-9_.:-]{{1,64}}$, got {}", param, dump(Json(name))));
+}
+
 std::string content_text(const Json& content, const std::string& param) {
   if (content.is_null()) return "";
   if (content.is_string()) return content.get<std::string>();
@@ -41,7 +56,7 @@ Json tool_calls_of(const Json& calls, const std::string& where) {
     const Json* fn = opt_object(c, "function", w);
     if (!fn) bad_request(w + ".function", fmt::format("'{}.function' is required", w));
     auto name = opt_string(*fn, "name", w + ".function");
-    if (!name || name->empty()) bad_request(w + ".function.name", fmt::format("'{}.function.name' is required", w));
+    check_tool_name(name.value_or(""), w + ".function.name");
     Json args = "{}";
     if (const Json* a = field(*fn, "arguments")) {
       if (!a->is_string() && !a->is_object())
@@ -113,7 +128,7 @@ Json select_tools(const Json* tools, const Json* tool_choice, const std::string&
       const Json* fn = opt_object(t, "function", w);
       if (!fn) bad_request(w + ".function", fmt::format("'{}.function' is required", w));
       auto name = opt_string(*fn, "name", w + ".function");
-      if (!name || name->empty()) bad_request(w + ".function.name", fmt::format("'{}.function.name' is required", w));
+      check_tool_name(name.value_or(""), w + ".function.name");
       opt_object(*fn, "parameters", w + ".function");
       out.push_back({{"type", "function"}, {"function", *fn}});
     }

@@ -41,6 +41,12 @@ std::string content_text(const Json& content, const std::string& param);
 // only that one; "auto" and "required" keep all: nothing forces a call).
 Json select_tools(const Json* tools, const Json* tool_choice, const std::string& param);
 
+// Tool names the prompt can carry: [A-Za-z0-9_.:-]{1,64}. OpenAI's and Anthropic's rule plus '.' and ':'
+// (namespaced MCP names such as "github.create_issue"); nothing that could close the DSML name="..."
+// attribute or spell a marker. Anything else is a 400 naming `param`.
+bool valid_tool_name(std::string_view name);
+void check_tool_name(const std::string& name, const std::string& param);
+
 // Thinking-mode controls of the DeepSeek API: thinking {type: enabled|disabled},
 // chat_template_kwargs {thinking|enable_thinking: bool}, reasoning_effort (none|minimal|low|medium|
 // high|xhigh|max; "none" turns thinking off). Sets in.thinking and in.effort.

@@ -61,7 +61,7 @@ Json chat_messages(const Json& body) {
         // Opaque to this server: nothing to render.
       } else if (type == "tool_use" && role == "assistant") {
         auto name = opt_string(blk, "name", b);
-        if (!name) bad_request(b + ".name", fmt::format("'{}.name' is required", b));
+        check_tool_name(name.value_or(""), b + ".name");
         const Json* input = opt_object(blk, "input", b);
         calls.push_back({{"id", opt_string(blk, "id", b).value_or("")},
                          {"type", "function"},
@@ -98,7 +98,7 @@ Json chat_tools(const Json* tools) {
     const auto type = opt_string(t, "type", w).value_or("custom");
     if (type != "custom") bad_request(w + ".type", fmt::format("'{}': only custom (client) tools are supported, got '{}'", w, type));
     auto name = opt_string(t, "name", w);
-    if (!name || name->empty()) bad_request(w + ".name", fmt::format("'{}.name' is required", w));
+    check_tool_name(name.value_or(""), w + ".name");
     Json fn = {{"name", *name}};
     if (auto d = opt_string(t, "description", w)) fn["description"] = *d;
     if (const Json* s = opt_object(t, "input_schema", w)) fn["parameters"] = *s;

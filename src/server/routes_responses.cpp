@@ -24,7 +24,7 @@ Json chat_tools(const Json* tools) {
       continue;
     }
     auto name = opt_string(t, "name", w);
-    if (!name || name->empty()) bad_request(w + ".name", fmt::format("'{}.name' is required", w));
+    check_tool_name(name.value_or(""), w + ".name");
     Json fn = {{"name", *name}};
     if (auto d = opt_string(t, "description", w)) fn["description"] = *d;
     if (const Json* p = opt_object(t, "parameters", w)) fn["parameters"] = *p;
@@ -75,7 +75,7 @@ Json input_messages(const Json& body) {
       }
     } else if (type == "function_call") {
       auto name = opt_string(it, "name", w);
-      if (!name) bad_request(w + ".name", fmt::format("'{}.name' is required", w));
+      check_tool_name(name.value_or(""), w + ".name");
       auto call_id = opt_string(it, "call_id", w).value_or("");
       auto args = opt_string(it, "arguments", w).value_or("{}");
       Json& a = assistant();
