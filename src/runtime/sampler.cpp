@@ -37,6 +37,10 @@ Sampler::Sampler(const SamplingParams& p) : params_(p) {
     fail("sampling: repetition_penalty must be > 0, got {}", p.repetition_penalty);
   if (!std::isfinite(p.presence_penalty)) fail("sampling: presence_penalty must be finite");
   if (!std::isfinite(p.frequency_penalty)) fail("sampling: frequency_penalty must be finite");
+  for (const auto& [id, b] : p.logit_bias) {
+    if (id < 0) fail("sampling: logit_bias token id {} is negative", id);
+    if (!(b >= -100.0f && b <= 100.0f)) fail("sampling: logit_bias for token {} must be in [-100, 100], got {}", id, b);
+  }
   uint64_t s = p.seed;
   for (auto& w : state_) w = splitmix64(s);
 }
@@ -74,6 +78,15 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   }
 }
 
+void Sampler::apply_logit_bias(std::span<float> logits) const {
+  for (const auto& [id, b] : params_.logit_bias) {
+    if (static_cast<size_t>(id) >= logits.size())
+      fail("sampling: logit_bias token id {} is outside the vocabulary (size {})", id, logits.size());
+    float& l = logits[static_cast<size_t>(id)];
+    l = b <= -100.0f ? -std::numeric_limits<float>::infinity() : l + b;
+  }
+}
+
 std::vector<std::pair<int32_t, double>> Sampler::distribution(std::span<const float> logits,
                                                               std::span<const int32_t> history) {
   if (logits.empty()) fail("sampling: empty logits");
@@ -82,6 +95,7 @@ std::vector<std::pair<int32_t, double>> Sampler::distribution(std::span<const fl
   for (float v : work_)
     if (std::isnan(v) || v == std::numeric_limits<float>::infinity()) fail("sampling: logits contain NaN or +inf");
   apply_penalties(work_, history);
+  apply_logit_bias(work_);
   const float* l = work_.data();
   const auto n = static_cast<int32_t>(work_.size());
 

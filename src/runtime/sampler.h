@@ -18,10 +18,13 @@ struct SamplingParams {
   float repetition_penalty = 1.0f; // 1 = off; seen tokens: positive logits / r, negative logits * r
   float presence_penalty = 0.0f;   // subtracted once from every seen token
   float frequency_penalty = 0.0f;  // subtracted count times
+  // OpenAI's logit_bias: (token id, bias in [-100, 100]) added to the logit after the penalties, so it
+  // moves greedy picks too; -100 bans the token outright (its logit becomes -inf).
+  std::vector<std::pair<int32_t, float>> logit_bias{};
   uint64_t seed = 0;
 };
 
-// Pipeline: penalties (over `history`) -> temperature -> top-k -> top-p (on the renormalised top-k
+// Pipeline: penalties (over `history`) -> logit bias -> temperature -> top-k -> top-p (on the renormalised top-k
 // distribution) -> min-p -> draw. Temperature 0 takes the argmax after penalties (lowest id on ties).
 // Ties in every ordering are broken by the lower token id, and the draw uses xoshiro256** seeded with
 // splitmix64(seed), so results are reproducible bit for bit.
@@ -38,6 +41,8 @@ class Sampler {
 
   // Penalised logits (in place); exposed for callers that want logprobs and for tests.
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history) const;
+  // Adds logit_bias in place; throws for a biased id outside the logits.
+  void apply_logit_bias(std::span<float> logits) const;
 
   const SamplingParams& params() const { return params_; }
 

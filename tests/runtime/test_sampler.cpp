@@ -43,6 +43,40 @@ TEST(Sampler, GreedySeesPenalties) {
   EXPECT_EQ(s.sample(l, hist), 2);
 }
 
+TEST(Sampler, LogitBiasMovesTheGreedyPick) {
+  const std::vector<float> l = {0.1f, 2.0f, -1.0f, 1.5f};
+  EXPECT_EQ(Sampler({.temperature = 0.0f}).sample(l, {}), 1);
+  // +1 on token 3 lifts it over token 1; a small bias on token 2 is not enough.
+  EXPECT_EQ(Sampler({.temperature = 0.0f, .logit_bias = {{3, 1.0f}, {2, 2.5f}}}).sample(l, {}), 3);
+  EXPECT_EQ(Sampler({.temperature = 0.0f, .logit_bias = {{2, 100.0f}}}).sample(l, {}), 2);
+  // Applied after the penalties: the bias wins back what presence_penalty took.
+  const int32_t hist[] = {1};
+  EXPECT_EQ(Sampler({.temperature = 0.0f, .presence_penalty = 1.0f}).sample(l, hist), 3);
+  EXPECT_EQ(Sampler({.temperature = 0.0f, .presence_penalty = 1.0f, .logit_bias = {{1, 1.0f}}}).sample(l, hist), 1);
+}
+
+TEST(Sampler, LogitBiasMinus100BansTheToken) {
+  const std::vector<float> l = {0.0f, 50.0f, 0.5f};
+  // Token 1 would still win after an additive -100 shift; -100 removes it from the distribution.
+  Sampler greedy({.temperature = 0.0f, .logit_bias = {{1, -100.0f}}});
+  EXPECT_EQ(greedy.sample(l, {}), 2);
+  Sampler hot({.temperature = 5.0f, .logit_bias = {{1, -100.0f}}, .seed = 7});
+  EXPECT_EQ(support(hot, l), (std::set<int32_t>{0, 2}));
+  for (int i = 0; i < 200; ++i) EXPECT_NE(hot.sample(l, {}), 1);
+  // -99 only shifts it.
+  Sampler shifted({.temperature = 5.0f, .logit_bias = {{1, -99.0f}}, .seed = 7});
+  EXPECT_EQ(support(shifted, l), (std::set<int32_t>{0, 1, 2}));
+}
+
+TEST(Sampler, LogitBiasIsValidated) {
+  EXPECT_THROW(Sampler({.logit_bias = {{0, 100.5f}}}), Error);
+  EXPECT_THROW(Sampler({.logit_bias = {{0, std::nanf("")}}}), Error);
+  EXPECT_THROW(Sampler({.logit_bias = {{-1, 1.0f}}}), Error);
+  Sampler s({.temperature = 0.0f, .logit_bias = {{3, 1.0f}}});
+  const std::vector<float> l = {0.0f, 1.0f, 2.0f};
+  EXPECT_THROW(s.sample(l, {}), Error);  // id 3 is outside these logits
+}
+
 TEST(Sampler, TopKRestrictsSupport) {
   Sampler s({.top_k = 3, .seed = 7});
   std::vector<float> l = {0.0f, 5.0f, 1.0f, 4.0f, 3.0f, 3.0f, -2.0f};
