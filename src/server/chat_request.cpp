@@ -1,5 +1,7 @@
 #include "server/chat_request.h"
 
+#include "core/json.h"
+
 namespace dsv4::server {
 
 bool valid_tool_name(std::string_view name) {
@@ -15,6 +17,23 @@ void check_tool_name(const std::string& name, const std::string& param) {
   if (name.empty()) bad_request(param, fmt::format("'{}' is required", param));
   if (!valid_tool_name(name))
     bad_request(param, fmt::format("'{}' must match ^[A-Za-z0-9_.:-]{{1,64}}$, got {}", param, dump(Json(name))));
+}
+
+std::string check_arguments(const std::string& args, const std::string& param) {
+  if (args.find_first_not_of(" \t\r\n") == std::string::npos) return "{}";
+  Json parsed;
+  try {
+    // Python's json.loads (the reference encoder) rejects a leading BOM, which nlohmann skips.
+    if (args.starts_with("\xEF\xBB\xBF")) throw nlohmann::json::parse_error::create(101, 0, "BOM", nullptr);
+    parsed = parse_json<Json>(args, param);
+  } catch (const JsonTooDeep& e) {
+    bad_request(param, e.what());
+  } catch (const nlohmann::json::exception&) {
+    bad_request(param, fmt::format("'{}' must be a JSON object encoded as a string; it is not valid JSON", param));
+  }
+  if (!parsed.is_object())
+    bad_request(param, fmt::format("'{}' must encode a JSON object, got {}", param, parsed.type_name()));
+  return args;
 }
 
 std::string content_text(const Json& content, const std::string& param) {
@@ -61,7 +80,7 @@ Json tool_calls_of(const Json& calls, const std::string& where) {
     if (const Json* a = field(*fn, "arguments")) {
       if (!a->is_string() && !a->is_object())
         bad_request(w + ".function.arguments", fmt::format("'{}.function.arguments' must be a JSON string", w));
-      args = *a;
+      args = a->is_string() ? Json(check_arguments(a->get<std::string>(), w + ".function.arguments")) : *a;
     }
     Json call = {{"type", "function"}, {"function", {{"name", *name}, {"arguments", args}}}};
     if (auto id = opt_string(c, "id", w)) call["id"] = *id;

@@ -47,6 +47,10 @@ Json select_tools(const Json* tools, const Json* tool_choice, const std::string&
 bool valid_tool_name(std::string_view name);
 void check_tool_name(const std::string& name, const std::string& param);
 
+// A history tool call's arguments text: must hold a JSON object ("" reads as "{}"); returns the text
+// to render. Anything else is a 400 naming `param`, on every dialect.
+std::string check_arguments(const std::string& args, const std::string& param);
+
 // Thinking-mode controls of the DeepSeek API: thinking {type: enabled|disabled},
 // chat_template_kwargs {thinking|enable_thinking: bool}, reasoning_effort (none|minimal|low|medium|
 // high|xhigh|max; "none" turns thinking off). Sets in.thinking and in.effort.

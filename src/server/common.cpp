@@ -145,6 +145,28 @@ void Context::check_model(const Json& body) const {
                  "invalid_request_error", "model_not_found");
 }
 
+void check_n(const Json& body) {
+  if (auto n = opt_int(body, "n", ""); n && *n != 1) bad_request("n", "'n' must be 1 (one choice per request)");
+}
+
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const Json& body, int64_t vocab) {
+  std::vector<std::pair<int32_t, float>> out;
+  const Json* lb = opt_object(body, "logit_bias", "");
+  if (!lb) return out;
+  for (const auto& [key, v] : lb->items()) {
+    const std::string w = "logit_bias." + key;
+    const bool digits = !key.empty() && key.size() <= 10 && key.find_first_not_of("0123456789") == std::string::npos;
+    const int64_t id = digits ? std::stoll(key) : -1;
+    if (!digits || id >= vocab)
+      bad_request(w, fmt::format("'{}': the keys of 'logit_bias' must be token ids in [0, {})", w, vocab));
+    if (!v.is_number()) bad_request(w, fmt::format("'{}' must be a number, got {}", w, v.type_name()));
+    const double b = v.get<double>();
+    if (!(b >= -100 && b <= 100)) bad_request(w, fmt::format("'{}' must be between -100 and 100", w));
+    out.emplace_back(int32_t(id), float(b));
+  }
+  return out;
+}
+
 SamplingParams parse_sampling(const Context& ctx, const Json& body) {
   SamplingParams p = ctx.opt.default_sampling;
   if (auto v = opt_number(body, "temperature", "")) p.temperature = float(*v);
@@ -163,6 +185,7 @@ SamplingParams parse_sampling(const Context& ctx, const Json& body) {
     thread_local std::mt19937_64 rng{std::random_device{}()};
     p.seed = rng();
   }
+  p.logit_bias = parse_logit_bias(body, ctx.sched.model().config().vocab_size);
   // The Sampler's checks, with the field named.
   auto range = [](bool ok, const char* name, const char* what) {
     if (!ok) bad_request(name, fmt::format("'{}' must be {}", name, what));

@@ -70,7 +70,15 @@ struct Context {
 
 // Sampling fields shared by every generation route (OpenAI names; Anthropic passes the same keys).
 // Starts from the server defaults (generation_config.json); a missing seed draws a random one.
+// `logit_bias` is OpenAI's {"token id": bias in [-100, 100]}, accepted on every route alike.
 SamplingParams parse_sampling(const Context& ctx, const Json& body);
+
+// OpenAI's `logit_bias` of `body` (absent: empty): an object from token ids (decimal strings below
+// `vocab`) to numbers in [-100, 100]; anything else is a 400 naming `logit_bias` or `logit_bias.<key>`.
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const Json& body, int64_t vocab);
+
+// `n` (choices per request) must be absent or 1 on every route, whichever API defines it.
+void check_n(const Json& body);
 
 // The prompt must fit with room for one token; max_tokens defaults to the rest of the context.
 void set_max_tokens(const Context& ctx, GenerationRequest& req, std::optional<int64_t> max_tokens, const char* param,

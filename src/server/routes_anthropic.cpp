@@ -107,6 +107,30 @@ Json chat_tools(const Json* tools) {
   return out;
 }
 
+// Anthropic's tool_choice {type: auto|any|none} or {type: tool, name}, each with an optional
+// disable_parallel_tool_use, in the shape select_tools reads; any other shape is a 400.
+Json tool_choice_of(const Json& body) {
+  const Json* tc = opt_object(body, "tool_choice", "");
+  if (!tc) return nullptr;
+  for (const auto& [key, v] : tc->items())
+    if (key != "type" && key != "name" && key != "disable_parallel_tool_use")
+      bad_request("tool_choice." + key,
+                  fmt::format("'tool_choice.{}' is not a tool_choice field (type, name, disable_parallel_tool_use)", key));
+  opt_bool(*tc, "disable_parallel_tool_use", "tool_choice");
+  const auto type = opt_string(*tc, "type", "tool_choice");
+  const auto name = opt_string(*tc, "name", "tool_choice");
+  if (!type) bad_request("tool_choice.type", "'tool_choice.type' is required (auto, any, tool or none)");
+  if (*type == "tool") {
+    if (!name) bad_request("tool_choice.name", "'tool_choice.name' is required when 'tool_choice.type' is 'tool'");
+    check_tool_name(*name, "tool_choice.name");
+    return {{"type", "function"}, {"name", *name}};
+  }
+  if (*type != "auto" && *type != "any" && *type != "none")
+    bad_request("tool_choice.type", fmt::format("'tool_choice.type' must be auto, any, tool or none, got '{}'", *type));
+  if (name) bad_request("tool_choice.name", "'tool_choice.name' is only allowed when 'tool_choice.type' is 'tool'");
+  return *type;
+}
+
 struct Job {
   ChatPrompt prompt;
   GenerationRequest req;
@@ -119,13 +143,7 @@ Job messages_job(Context& ctx, const Json& body, bool count_only) {
   ChatInputs in;
   in.messages = openai_messages(chat_messages(body), "messages");
   const Json tools = chat_tools(opt_array(body, "tools", ""));
-  Json choice;  // Anthropic's {type: auto|any|tool|none, name} in the shape select_tools reads
-  if (const Json* tc = opt_object(body, "tool_choice", "")) {
-    const auto type = opt_string(*tc, "type", "tool_choice").value_or("auto");
-    if (type == "tool") choice = {{"type", "function"}, {"name", opt_string(*tc, "name", "tool_choice").value_or("")}};
-    else if (type == "auto" || type == "any" || type == "none") choice = type;
-    else bad_request("tool_choice.type", "'tool_choice.type' must be auto, any, tool or none");
-  }
+  const Json choice = tool_choice_of(body);
   in.tools = select_tools(&tools, choice.is_null() ? nullptr : &choice, "tools");
   in.thinking = ctx.opt.default_thinking;
   if (const Json* t = opt_object(body, "thinking", "")) {
@@ -138,6 +156,7 @@ Job messages_job(Context& ctx, const Json& body, bool count_only) {
     if (auto e = opt_string(*oc, "effort", "output_config")) {
       if (!map_effort(*e, "output_config.effort", in.effort)) in.thinking = false;
     }
+  check_n(body);
   Job job;
   job.mode = in.thinking ? OutputMode::ChatThinking : OutputMode::Chat;
   job.prompt = render_chat(ctx, std::move(in));

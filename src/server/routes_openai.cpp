@@ -59,7 +59,7 @@ ChatJob chat_job(Context& ctx, const Json& body) {
   ChatJob job;
   job.mode = in.thinking && !prefix ? OutputMode::ChatThinking : OutputMode::Chat;
   job.prompt = render_chat(ctx, std::move(in));
-  if (auto n = opt_int(body, "n", ""); n && *n != 1) bad_request("n", "'n' must be 1 (one choice per request)");
+  check_n(body);
   job.stream = opt_bool(body, "stream", "").value_or(false);
   if (const Json* so = opt_object(body, "stream_options", ""))
     job.include_usage = opt_bool(*so, "include_usage", "stream_options").value_or(false);
@@ -213,7 +213,7 @@ void completions(Context& ctx, const httplib::Request& http, httplib::Response& 
   std::string prompt_text;
   GenerationRequest req;
   req.prompt = completion_prompt(ctx, body, prompt_text);
-  if (auto n = opt_int(body, "n", ""); n && *n != 1) bad_request("n", "'n' must be 1 (one choice per request)");
+  check_n(body);
   if (auto b = opt_int(body, "best_of", ""); b && *b != 1) bad_request("best_of", "'best_of' must be 1");
   if (auto s = opt_string(body, "suffix", ""); s && !s->empty()) bad_request("suffix", "'suffix' is not supported");
   const bool echo = opt_bool(body, "echo", "").value_or(false);

@@ -1,5 +1,7 @@
 // OpenAI Responses API: POST /v1/responses (stateless: the client sends the whole conversation; reasoning,
 // message and function_call output items; streaming in the Responses event schema).
+#include <algorithm>
+
 #include "server/chat_request.h"
 #include "server/http.h"
 #include "server/routes.h"
@@ -77,7 +79,7 @@ Json input_messages(const Json& body) {
       auto name = opt_string(it, "name", w);
       check_tool_name(name.value_or(""), w + ".name");
       auto call_id = opt_string(it, "call_id", w).value_or("");
-      auto args = opt_string(it, "arguments", w).value_or("{}");
+      auto args = check_arguments(opt_string(it, "arguments", w).value_or("{}"), w + ".arguments");
       Json& a = assistant();
       if (!a.contains("tool_calls")) a["tool_calls"] = Json::array();
       a["tool_calls"].push_back(
@@ -104,6 +106,63 @@ Json input_messages(const Json& body) {
   return msgs;
 }
 
+// The keys of a tool_choice object other than `allowed` are a 400 naming the first.
+void only_keys(const Json& tc, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [key, v] : tc.items())
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      bad_request("tool_choice." + key, fmt::format("'tool_choice.{}' is not a field of this tool_choice", key));
+}
+
+// Responses tool_choice: "none" | "auto" | "required", {type: "function", name}, or
+// {type: "allowed_tools", mode: "auto"|"required", tools: [{type: "function", name}]} (which narrows
+// `tools` to those listed). Hosted-tool choices and other shapes are a 400. Returns the shape
+// select_tools reads.
+Json tool_choice_of(const Json& body, Json& tools) {
+  const Json* tc = field(body, "tool_choice");
+  if (!tc) return nullptr;
+  if (tc->is_string()) {
+    const auto& c = tc->get_ref<const std::string&>();
+    if (c != "none" && c != "auto" && c != "required")
+      bad_request("tool_choice", fmt::format("'tool_choice' must be none, auto, required or an object, got '{}'", c));
+    return *tc;
+  }
+  if (!tc->is_object()) bad_request("tool_choice", "'tool_choice' must be a string or an object");
+  const auto type = opt_string(*tc, "type", "tool_choice");
+  if (!type) bad_request("tool_choice.type", "'tool_choice.type' is required (function or allowed_tools)");
+  if (*type == "function") {
+    only_keys(*tc, {"type", "name"});
+    const auto name = opt_string(*tc, "name", "tool_choice");
+    if (!name) bad_request("tool_choice.name", "'tool_choice.name' is required when 'tool_choice.type' is 'function'");
+    check_tool_name(*name, "tool_choice.name");
+    return {{"type", "function"}, {"name", *name}};
+  }
+  if (*type != "allowed_tools")
+    bad_request("tool_choice.type",
+                fmt::format("'tool_choice.type' must be function or allowed_tools (only function tools exist here), got '{}'",
+                            *type));
+  only_keys(*tc, {"type", "mode", "tools"});
+  const auto mode = opt_string(*tc, "mode", "tool_choice");
+  if (!mode || (*mode != "auto" && *mode != "required"))
+    bad_request("tool_choice.mode", "'tool_choice.mode' must be auto or required");
+  const Json* list = opt_array(*tc, "tools", "tool_choice");
+  if (!list) bad_request("tool_choice.tools", "'tool_choice.tools' is required");
+  std::vector<std::string> names;
+  for (size_t k = 0; k < list->size(); ++k) {
+    const std::string w = fmt::format("tool_choice.tools[{}]", k);
+    const Json& t = (*list)[k];
+    if (!t.is_object() || opt_string(t, "type", w).value_or("") != "function")
+      bad_request(w, fmt::format("'{}' must be a function tool {{\"type\": \"function\", \"name\"}}", w));
+    const auto name = opt_string(t, "name", w);
+    check_tool_name(name.value_or(""), w + ".name");
+    names.push_back(*name);
+  }
+  Json kept = Json::array();
+  for (const auto& t : tools)
+    if (std::find(names.begin(), names.end(), t["function"].value("name", "")) != names.end()) kept.push_back(t);
+  tools = std::move(kept);
+  return *mode;
+}
+
 Json usage_json(const Usage& u) {
   return {{"input_tokens", u.prompt_tokens},
           {"input_tokens_details", {{"cached_tokens", u.cached_tokens}}},
@@ -126,8 +185,10 @@ Job responses_job(Context& ctx, const Json& body) {
                 "'previous_response_id' is not supported: responses are not stored, send the whole conversation in 'input'");
   ChatInputs in;
   in.messages = openai_messages(input_messages(body), "input");
-  const Json tools = chat_tools(opt_array(body, "tools", ""));
-  in.tools = select_tools(&tools, field(body, "tool_choice"), "tools");
+  Json tools = chat_tools(opt_array(body, "tools", ""));
+  const Json choice = tool_choice_of(body, tools);
+  in.tools = select_tools(&tools, choice.is_null() ? nullptr : &choice, "tools");
+  check_n(body);
   if (const Json* text = opt_object(body, "text", ""))
     if (const Json* f = opt_object(*text, "format", "text")) {
       const auto type = opt_string(*f, "type", "text.format").value_or("text");

@@ -37,5 +37,22 @@ TEST(ToolNames, CheckNamesTheField) {
   EXPECT_NO_THROW(check_tool_name("get_weather", "tools[0].name"));
 }
 
+TEST(ToolArguments, MustHoldAJsonObject) {
+  EXPECT_EQ(check_arguments("{\"q\": 1}", "a"), "{\"q\": 1}");
+  EXPECT_EQ(check_arguments("", "a"), "{}");
+  EXPECT_EQ(check_arguments("  \n", "a"), "{}");
+  for (const char* bad : {"{not json", "[1]", "\"s\"", "3", "null", "\xEF\xBB\xBF{}", "{} x"}) {
+    try {
+      check_arguments(bad, "messages[1].tool_calls[0].function.arguments");
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      EXPECT_EQ(e.param, "messages[1].tool_calls[0].function.arguments") << bad;
+    }
+  }
+  // Deeply nested arguments are refused before they can exhaust the stack.
+  EXPECT_THROW(check_arguments(std::string(100000, '[') , "a"), ApiError);
+}
+
 }  // namespace
 }  // namespace dsv4::server
