@@ -62,7 +62,10 @@ Server::Server(Scheduler& sched, ServerOptions opt) {
   }));
 }
 
-Server::~Server() = default;
+Server::~Server() {
+  // Handlers still running would wait for generations nobody cancels; stopping first ends them.
+  stop();
+}
 
 int Server::bind() {
   auto& o = impl_->ctx.opt;
