@@ -5,7 +5,6 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <future>
 #include <iostream>
 
 #include "chat/encoder.h"
@@ -15,6 +14,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "runtime/scheduler.h"
+#include "runtime/session.h"
 
 namespace dsv4::cli {
 
@@ -30,10 +30,9 @@ void on_sigint(int) {
 }
 
 struct TurnResult {
-  std::string content, reasoning, finish_reason;
-  std::string error;  // the model failed (e.g. non-finite logits)
+  std::string content, reasoning;
   std::vector<chat::ToolCall> tool_calls;
-  int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  Outcome outcome;
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
@@ -46,13 +45,9 @@ TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json
   // Message content is encoded as text: only the encoder's markers become control tokens.
   GenerationRequest req = ga.request(chat::encode_prompt(sched.tokenizer(), chat::render_prompt_pieces(messages, eo)));
   const bool tty = isatty(STDOUT_FILENO);
-  chat::StreamParser parser(thinking);
   TurnResult out;
-  std::promise<void> done;
-  auto t0 = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point t_first{};
   bool in_reasoning = false;
-  auto show = [&](const chat::StreamParser::Delta& d) {
+  auto show = [&](const Delta& d) {
     if (!d.reasoning.empty()) {
       out.reasoning += d.reasoning;
       if (show_reasoning) {
@@ -72,58 +67,39 @@ TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json
     for (auto& tc : d.tool_calls) out.tool_calls.push_back(tc);
     std::fflush(stdout);
   };
-  bool parse_failed = false;
-  auto feed = [&](const std::string& text) {
-    if (parse_failed || text.empty()) return;
-    try {
-      show(parser.push(text));
-    } catch (const Error& e) {
-      parse_failed = true;  // malformed model output: keep what was shown, report at the end
-      std::fprintf(stderr, "\n[completion not well-formed: %s]\n", e.what());
+  const auto t0 = std::chrono::steady_clock::now();
+  Session s(sched, std::move(req), thinking ? OutputMode::ChatThinking : OutputMode::Chat);
+  g_request = s.id();
+  bool reported = false;
+  for (;;) {
+    Delta d;
+    const Session::Status st = s.next(d, std::chrono::milliseconds(100));
+    show(d);
+    if (s.output().broken() && !reported) {
+      reported = true;  // malformed model output: what was shown stays
+      std::fprintf(stderr, "\n[completion not well-formed: %s]\n", s.output().parse_error().c_str());
     }
-  };
-  uint64_t id = sched.submit(req, [&](const GenerationEvent& e) {
-    using K = GenerationEvent::Kind;
-    if (e.kind == K::Token) {
-      if (t_first == std::chrono::steady_clock::time_point{}) t_first = std::chrono::steady_clock::now();
-      feed(e.text);
-    } else if (e.kind == K::Done || e.kind == K::Error) {
-      out.prompt_tokens = e.prompt_tokens;
-      out.cached_tokens = e.cached_tokens;
-      out.completion_tokens = e.completion_tokens;
-      out.finish_reason = e.kind == K::Error ? "error" : e.finish_reason;
-      out.error = e.error;
-      if (e.kind == K::Done && e.stop_token == sched.model().config().eos_token_id)
-        feed(sched.tokenizer().token_text(e.stop_token));
-      done.set_value();
-    }
-  });
-  g_request = id;
-  done.get_future().wait();
-  g_request = 0;
-  if (!parse_failed && out.finish_reason == "stop") {
-    try {
-      show(parser.finish());
-    } catch (const Error& e) {
-      std::fprintf(stderr, "\n[completion not well-formed: %s]\n", e.what());
-    }
+    if (st == Session::Status::Done) break;
   }
+  g_request = 0;
   if (in_reasoning && tty) std::fputs("\x1b[0m", stdout);
   std::fputs("\n", stdout);
   std::fflush(stdout);
-  auto t1 = std::chrono::steady_clock::now();
-  if (t_first == std::chrono::steady_clock::time_point{}) t_first = t1;
-  out.prefill_seconds = std::chrono::duration<double>(t_first - t0).count();
-  out.decode_seconds = std::chrono::duration<double>(t1 - t_first).count();
+  out.outcome = s.outcome();
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double ttft = s.time_to_first_token();
+  out.prefill_seconds = ttft > 0 ? ttft : total;
+  out.decode_seconds = ttft > 0 ? std::max(total - ttft, 0.0) : 0;
   return out;
 }
 
 void print_speed(const TurnResult& r) {
-  const double pp = double(r.prompt_tokens - r.cached_tokens) / std::max(r.prefill_seconds, 1e-9);
-  const double tg = r.completion_tokens > 1 ? double(r.completion_tokens - 1) / std::max(r.decode_seconds, 1e-9) : 0;
+  const Usage& u = r.outcome.usage;
+  const double pp = double(u.prompt_tokens - u.cached_tokens) / std::max(r.prefill_seconds, 1e-9);
+  const double tg = u.completion_tokens > 1 ? double(u.completion_tokens - 1) / std::max(r.decode_seconds, 1e-9) : 0;
   std::fprintf(stderr, "prompt: %lld tokens (%lld cached), %.2f tokens/s | generation: %lld tokens, %.2f tokens/s | %s\n",
-               (long long)r.prompt_tokens, (long long)r.cached_tokens, pp, (long long)r.completion_tokens, tg,
-               r.finish_reason.c_str());
+               (long long)u.prompt_tokens, (long long)u.cached_tokens, pp, (long long)u.completion_tokens, tg,
+               finish_reason_name(r.outcome.finish_reason));
 }
 
 chat::Json base_messages(const std::string& system) {
@@ -141,7 +117,7 @@ void cmd_run(const GenerationArgs& ga, const std::string& prompt, const std::str
   TurnResult r = run_turn(*eng->sched, ga, msgs, ga.think, true);
   print_speed(r);
   g_sched = nullptr;
-  if (!r.error.empty()) fail("generation failed: {}", r.error);
+  if (r.outcome.finish_reason == FinishReason::Error) fail("generation failed: {}", r.outcome.error);
 }
 
 void cmd_chat(const GenerationArgs& ga, const std::string& system, bool hide_reasoning) {
@@ -170,9 +146,9 @@ void cmd_chat(const GenerationArgs& ga, const std::string& system, bool hide_rea
     }
     msgs.push_back({{"role", "user"}, {"content", line}});
     TurnResult r = run_turn(*eng->sched, ga, msgs, think, !hide_reasoning);
-    if (!r.error.empty()) {
+    if (r.outcome.finish_reason == FinishReason::Error) {
       // The turn is dropped from the history; the session goes on (a later turn may work).
-      std::fprintf(stderr, "error: generation failed: %s\n", r.error.c_str());
+      std::fprintf(stderr, "error: generation failed: %s\n", r.outcome.error.c_str());
       msgs.erase(msgs.end() - 1);
       continue;
     }

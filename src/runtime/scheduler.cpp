@@ -9,6 +9,17 @@
 
 namespace dsv4 {
 
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::ToolCalls: return "tool_calls";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "error";
+}
+
 struct Scheduler::Active {
   uint64_t id = 0;
   GenerationRequest req;
@@ -181,10 +192,10 @@ void Scheduler::admit(std::vector<std::unique_ptr<Active>>& active) {
   }
 }
 
-void Scheduler::finish(Active& a, const std::string& reason, int32_t stop_token) {
+void Scheduler::finish(Active& a, FinishReason reason, int32_t stop_token) {
   if (a.done) return;
   a.done = true;
-  if (reason != "cancelled") {
+  if (reason != FinishReason::Cancelled) {
     std::string tail = a.dec->flush();
     auto r = a.stops->push(tail);
     tail = r.text + (r.stopped ? "" : a.stops->flush());
@@ -205,7 +216,7 @@ void Scheduler::finish(Active& a, const std::string& reason, int32_t stop_token)
   if (a.st.pos == int64_t(all.size())) cache_put(all, a.st);
   std::lock_guard<std::mutex> lk(mu_);
   --stats_.active;
-  if (reason == "cancelled") ++stats_.requests_cancelled;
+  if (reason == FinishReason::Cancelled) ++stats_.requests_cancelled;
   else ++stats_.requests_finished;
 }
 
@@ -237,15 +248,15 @@ void Scheduler::emit_token(Active& a, float* logits) {
                        std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end();
   if (is_stop) {
     a.cb(e);
-    finish(a, "stop", tok);
+    finish(a, FinishReason::Stop, tok);
     return;
   }
   auto r = a.stops->push(a.dec->push(tok));
   e.text = r.text;
   a.cb(e);
-  if (r.stopped) finish(a, "stop");
+  if (r.stopped) finish(a, FinishReason::Stop);
   else if (int64_t(a.generated.size()) >= a.req.max_tokens || a.st.pos + 1 >= opt_.max_context)
-    finish(a, "length");
+    finish(a, FinishReason::Length);
 }
 
 void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
@@ -322,9 +333,9 @@ void Scheduler::loop() {
           ++it;
         }
     }
-    for (auto& a : dropped) finish(*a, "cancelled");
+    for (auto& a : dropped) finish(*a, FinishReason::Cancelled);
     for (auto& a : active)
-      if (std::find(cancel.begin(), cancel.end(), a->id) != cancel.end()) finish(*a, "cancelled");
+      if (std::find(cancel.begin(), cancel.end(), a->id) != cancel.end()) finish(*a, FinishReason::Cancelled);
     std::erase_if(active, [](const auto& a) { return a->done; });
     admit(active);
     if (active.empty()) continue;
@@ -334,7 +345,7 @@ void Scheduler::loop() {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.busy_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  for (auto& a : active) finish(*a, "cancelled");
+  for (auto& a : active) finish(*a, FinishReason::Cancelled);
 }
 
 }  // namespace dsv4

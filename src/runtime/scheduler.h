@@ -36,6 +36,13 @@ struct TokenLogprob {
   float logprob;
 };
 
+// Why a generation ended. Stop: end-of-sentence, a stop token or a stop string; ToolCalls: a Stop whose
+// output held a tool call (decided by the output parser); Cancelled: by its caller, a disconnect or
+// shutdown; Error: the model failed (e.g. non-finite logits).
+enum class FinishReason { Stop, Length, ToolCalls, Cancelled, Error };
+// The OpenAI spelling: "stop", "length", "tool_calls", "cancelled", "error".
+const char* finish_reason_name(FinishReason r);
+
 struct GenerationEvent {
   enum class Kind { Prefill, Token, Done, Error };
   Kind kind = Kind::Token;
@@ -43,8 +50,8 @@ struct GenerationEvent {
   std::string text;                // Token: newly complete text (UTF-8 whole, stop strings held back)
   float logprob = 0;               // Token, when logprobs were asked for
   std::vector<TokenLogprob> top;
-  std::string finish_reason;       // Done: "stop", "length" or "cancelled"
-  int32_t stop_token = -1;         // Done with "stop" on a stop token (EOS or stop_ids)
+  FinishReason finish_reason = FinishReason::Stop;  // Done: Stop, Length or Cancelled
+  int32_t stop_token = -1;         // Done with Stop on a stop token (EOS or stop_ids)
   std::string error;               // Error
   int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0, prefilled = 0;
 };
@@ -93,7 +100,7 @@ class Scheduler {
   void loop();
   void step(std::vector<std::unique_ptr<Active>>& active);
   void admit(std::vector<std::unique_ptr<Active>>& active);
-  void finish(Active& a, const std::string& reason, int32_t stop_token = -1);
+  void finish(Active& a, FinishReason reason, int32_t stop_token = -1);
   void fail_request(Active& a, const std::string& message);  // an Error event: the model failed
   void emit_token(Active& a, float* logits);  // masks untokenizable ids in place
   void cache_put(const std::vector<int32_t>& tokens, const SequenceState& st);

@@ -28,154 +28,42 @@ bool ConnectionWatch::alive() const {
   return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
-OutputParser::OutputParser(const Tokenizer& tok, OutputMode mode, int32_t eos_id, int32_t think_close_id,
-                           std::vector<std::string> stops, bool logprobs, int64_t prompt_tokens)
-    : tok_(tok), eos_id_(eos_id), think_close_id_(think_close_id), stops_(std::move(stops)), logprobs_(logprobs) {
-  in_reasoning_ = mode == OutputMode::ChatThinking;
-  if (mode != OutputMode::Raw) parser_ = std::make_unique<chat::StreamParser>(mode == OutputMode::ChatThinking);
-  out_.usage.prompt_tokens = prompt_tokens;
-}
-
-void OutputParser::feed(std::string_view text, Delta& d) {
-  if (text.empty()) return;
-  if (!parser_) {
-    d.content += text;
-    return;
-  }
-  if (broken_) return;
-  try {
-    d += parser_->push(text);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "dsv4 serve: completion not well-formed: %s\n", e.what());
-    broken_ = true;
-  }
-}
-
-bool OutputParser::event(const GenerationEvent& e, Delta& d) {
-  using K = GenerationEvent::Kind;
-  if (done_) return !broken_;
-  out_.usage.cached_tokens = e.cached_tokens;
-  if (e.kind == K::Token) {
-    out_.usage.completion_tokens = e.completion_tokens;
-    if (e.token >= 0) {
-      generated_.push_back(e.token);
-      if (in_reasoning_) {
-        ++out_.usage.reasoning_tokens;
-        if (e.token == think_close_id_) in_reasoning_ = false;
-      }
-      if (logprobs_) d.tokens.push_back({e.token, e.logprob, e.top});
-    }
-    raw_ += e.text;
-    feed(e.text, d);
-  } else if (e.kind == K::Done || e.kind == K::Error) {
-    finish(e, d);
-  }
-  if (!d.tool_calls.empty()) any_call_ = true;
-  if (done_ && any_call_ && out_.finish_reason == "stop") out_.finish_reason = "tool_calls";
-  return !broken_;
-}
-
-void OutputParser::finish(const GenerationEvent& e, Delta& d) {
-  done_ = true;
-  out_.usage.prompt_tokens = e.prompt_tokens;
-  out_.usage.completion_tokens = e.completion_tokens;
-  if (e.kind == GenerationEvent::Kind::Error) {
-    out_.finish_reason = "error";
-    out_.error = e.error;
-    return;
-  }
-  out_.finish_reason = e.finish_reason;
-  out_.eos = e.finish_reason == "stop" && e.stop_token >= 0 && e.stop_token == eos_id_;
-  if (e.finish_reason == "stop" && e.stop_token < 0 && !stops_.empty()) {
-    // Which stop string ended the text: the one that starts where the emitted text ends.
-    const std::string all = tok_.decode(generated_);
-    if (all.size() >= raw_.size())
-      for (const auto& s : stops_)
-        if (all.compare(raw_.size(), s.size(), s) == 0) {
-          out_.stop_sequence = s;
-          break;
-        }
-  }
-  if (parser_ && !broken_) {
-    try {
-      // As `dsv4 run` does: the EOS text completes the parser's input.
-      if (out_.eos) d += parser_->push(tok_.token_text(e.stop_token));
-      d += out_.eos ? parser_->finish() : parser_->finish_truncated();
-    } catch (const Error& ex) {
-      std::fprintf(stderr, "dsv4 serve: completion not well-formed: %s\n", ex.what());
-      broken_ = true;
-    }
-  }
-  // Stopped because the text was malformed: it ends where it became unreadable.
-  if (broken_ && out_.finish_reason == "cancelled") out_.finish_reason = "stop";
-}
-
 Generation::Generation(Context& ctx, GenerationRequest req, OutputMode mode, ConnectionWatch watch)
-    : ctx_(ctx),
-      watch_(watch),
-      q_(std::make_shared<Queue>()),
-      out_(ctx.tok(), mode, ctx.eos_id, ctx.think_close_id, req.stop, req.top_logprobs >= 0,
-           int64_t(req.prompt.size())) {
-  t0_ = std::chrono::steady_clock::now();
-  auto q = q_;  // the callback may outlive this object (it runs until the scheduler's Done)
-  try {
-    id_ = ctx.sched.submit(std::move(req), [q](const GenerationEvent& e) {
-      {
-        std::lock_guard<std::mutex> lk(q->mu);
-        q->events.push_back(e);
-      }
-      q->cv.notify_one();
-    });
-  } catch (const Error& e) {
-    throw ApiError(400, e.what());
-  }
+    : ctx_(ctx), watch_(watch), session_(submit(ctx, std::move(req), mode)) {
   ctx_.metrics.stream_opened();
 }
 
-Generation::~Generation() {
-  if (!done()) ctx_.sched.cancel(id_);
-  ctx_.metrics.stream_closed();
+std::unique_ptr<Session> Generation::submit(Context& ctx, GenerationRequest req, OutputMode mode) {
+  try {
+    return std::make_unique<Session>(ctx.sched, std::move(req), mode);
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
 }
 
-void Generation::cancel() {
-  if (done() || cancelled_) return;
-  cancelled_ = true;
-  ctx_.sched.cancel(id_);
-}
+Generation::~Generation() { ctx_.metrics.stream_closed(); }
 
 void Generation::client_gone() {
   if (gone_) return;
   gone_ = true;
   if (!done()) ctx_.metrics.disconnect();
-  cancel();
+  session_->cancel();
 }
 
 Generation::Status Generation::next(Delta& d, std::chrono::milliseconds wait) {
   if (done()) return Status::Done;
-  std::deque<GenerationEvent> evs;
-  {
-    std::unique_lock<std::mutex> lk(q_->mu);
-    q_->cv.wait_for(lk, wait, [&] { return !q_->events.empty(); });
-    evs.swap(q_->events);
-  }
-  if (!cancelled_) {
-    if (ctx_.stopping.load()) cancel();
+  const bool had_first = session_->time_to_first_token() > 0;
+  const Status s = session_->next(d, wait);
+  if (!done()) {
+    if (ctx_.stopping.load()) session_->cancel();
     else if (!watch_.alive()) client_gone();
   }
-  bool data = false;
-  for (const auto& e : evs) {
-    if (e.kind == GenerationEvent::Kind::Token) {
-      data = true;
-      if (ttft_ == 0) {
-        ttft_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-        ctx_.metrics.first_token(ttft_);
-      }
-    }
-    if (!out_.event(e, d)) cancel();  // malformed output: nothing more can be shown
-    if (out_.done()) break;           // nothing follows Done
+  if (!had_first && session_->time_to_first_token() > 0) ctx_.metrics.first_token(session_->time_to_first_token());
+  if (session_->output().broken() && !reported_) {
+    reported_ = true;
+    std::fprintf(stderr, "dsv4 serve: completion not well-formed: %s\n", session_->output().parse_error().c_str());
   }
-  if (done()) return Status::Done;
-  return data && !d.empty() ? Status::Data : Status::Idle;
+  return s;
 }
 
 }  // namespace dsv4::server

@@ -172,8 +172,8 @@ Job messages_job(Context& ctx, const Json& body, bool count_only) {
 }
 
 std::string stop_reason(const Outcome& o) {
-  if (o.finish_reason == "tool_calls") return "tool_use";
-  if (o.finish_reason == "length") return "max_tokens";
+  if (o.finish_reason == FinishReason::ToolCalls) return "tool_use";
+  if (o.finish_reason == FinishReason::Length) return "max_tokens";
   if (!o.stop_sequence.empty()) return "stop_sequence";
   return "end_turn";
 }

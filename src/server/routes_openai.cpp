@@ -106,7 +106,7 @@ void chat_completions(Context& ctx, const httplib::Request& http, httplib::Respo
     Json choice = {{"index", 0},
                    {"message", msg},
                    {"logprobs", job.logprobs ? logprobs_json(d.tokens) : Json()},
-                   {"finish_reason", o.finish_reason}};
+                   {"finish_reason", finish_reason_name(o.finish_reason)}};
     send_json(res, {{"id", id},
                     {"object", "chat.completion"},
                     {"created", created},
@@ -157,7 +157,7 @@ void chat_completions(Context& ctx, const httplib::Request& http, httplib::Respo
     } else {
       Json delta = Json::object();
       if (!st->role_sent) delta = {{"role", "assistant"}, {"content", ""}};
-      w.data(chunk(std::move(delta), o.finish_reason, nullptr));
+      w.data(chunk(std::move(delta), finish_reason_name(o.finish_reason), nullptr));
       if (include_usage) {
         Json u = chunk(Json::object(), nullptr, nullptr);
         u["choices"] = Json::array();
@@ -266,7 +266,7 @@ void completions(Context& ctx, const httplib::Request& http, httplib::Response& 
     Json c = {{"index", 0},
               {"text", prefix + d.content},
               {"logprobs", want_lp ? lp_json(d.tokens, prefix.size()) : Json()},
-              {"finish_reason", gen->outcome().finish_reason}};
+              {"finish_reason", finish_reason_name(gen->outcome().finish_reason)}};
     Json out = body_of(Json::array({c}));
     out["usage"] = usage(gen->outcome().usage);
     send_json(res, out);
@@ -292,7 +292,7 @@ void completions(Context& ctx, const httplib::Request& http, httplib::Response& 
     if (auto e = outcome_error(ctx, o)) {
       w.data(error_body(*e, ErrorStyle::OpenAI));
     } else {
-      w.data(body_of(Json::array({{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}}})));
+      w.data(body_of(Json::array({{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", finish_reason_name(o.finish_reason)}}})));
       if (include_usage) {
         Json u = body_of(Json::array());
         u["usage"] = usage(o.usage);

@@ -263,13 +263,14 @@ Json call_item(const std::string& id, const std::string& call_id, const chat::To
 // The final state of the response object.
 void finish_response(Json& r, const Outcome& o) {
   r["usage"] = usage_json(o.usage);
-  if (o.finish_reason == "length") {
+  if (o.finish_reason == FinishReason::Length) {
     r["status"] = "incomplete";
     r["incomplete_details"] = {{"reason", "max_output_tokens"}};
-  } else if (o.finish_reason == "error" || o.finish_reason == "cancelled") {
+  } else if (o.finish_reason == FinishReason::Error || o.finish_reason == FinishReason::Cancelled) {
     r["status"] = "failed";
-    r["error"] = {{"code", o.finish_reason == "error" ? "model_error" : "server_error"},
-                  {"message", o.finish_reason == "error" ? "generation failed: " + o.error : "generation cancelled"}};
+    const bool failed = o.finish_reason == FinishReason::Error;
+    r["error"] = {{"code", failed ? "model_error" : "server_error"},
+                  {"message", failed ? "generation failed: " + o.error : "generation cancelled"}};
   } else {
     r["status"] = "completed";
   }
@@ -288,7 +289,7 @@ void responses(Context& ctx, const httplib::Request& http, httplib::Response& re
   if (!job.stream) {
     Delta d = run_to_end(*gen);
     const Outcome& o = gen->outcome();
-    if (o.finish_reason == "error") throw *outcome_error(ctx, o);
+    if (o.finish_reason == FinishReason::Error) throw *outcome_error(ctx, o);
     Json out = Json::array();
     if (!d.reasoning.empty()) out.push_back(reasoning_item(random_id("rs_"), d.reasoning));
     if (!d.content.empty() || d.tool_calls.empty())

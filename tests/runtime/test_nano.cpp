@@ -82,7 +82,7 @@ uint64_t submit(Scheduler& s, GenerationRequest req, Collected& c) {
       if (e.token >= 0) c.tokens.push_back(e.token);
       c.text += e.text;
     } else if (e.kind == GenerationEvent::Kind::Done || e.kind == GenerationEvent::Kind::Error) {
-      c.finish = e.kind == GenerationEvent::Kind::Error ? "error: " + e.error : e.finish_reason;
+      c.finish = e.kind == GenerationEvent::Kind::Error ? "error: " + e.error : finish_reason_name(e.finish_reason);
       c.cached = e.cached_tokens;
       c.done.set_value();
     }
@@ -170,7 +170,7 @@ TEST(NanoScheduler, CancelStopsARequest) {
       s.cancel(id);
     }
     if (e.kind == GenerationEvent::Kind::Done) {
-      c.finish = e.finish_reason;
+      c.finish = finish_reason_name(e.finish_reason);
       c.done.set_value();
     }
   });

@@ -30,7 +30,7 @@ struct Feed {
     ok = p.event(e, d) && ok;
     all += std::move(d);
   }
-  void done(const std::string& reason, int32_t stop_token = -1) {
+  void done(FinishReason reason, int32_t stop_token = -1) {
     GenerationEvent e;
     e.kind = GenerationEvent::Kind::Done;
     e.finish_reason = reason;
@@ -60,7 +60,7 @@ TEST(OutputParser, ThinkingThenToolCall) {
       "<｜DSML｜parameter name=\"city\" string=\"true\">Paris</｜DSML｜parameter>\n"
       "<｜DSML｜parameter name=\"days\" string=\"false\">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   for (size_t i = 0; i < dsml.size(); i += 7) r.token(dsml.substr(i, 7));
-  r.done("stop", tok().eos_id());
+  r.done(FinishReason::Stop, tok().eos_id());
   EXPECT_TRUE(r.ok);
   EXPECT_EQ(r.all.reasoning, "Let me look it up.");
   EXPECT_EQ(r.all.content, "Checking.");
@@ -68,7 +68,7 @@ TEST(OutputParser, ThinkingThenToolCall) {
   EXPECT_EQ(r.all.tool_calls[0].name, "get_weather");
   EXPECT_EQ(r.all.tool_calls[0].arguments, R"({"city": "Paris", "days": 2})");
   const Outcome& o = r.p.outcome();
-  EXPECT_EQ(o.finish_reason, "tool_calls");
+  EXPECT_EQ(o.finish_reason, FinishReason::ToolCalls);
   EXPECT_TRUE(o.eos);
   EXPECT_EQ(o.usage.reasoning_tokens, 3);
   EXPECT_EQ(o.usage.prompt_tokens, 10);
@@ -78,20 +78,20 @@ TEST(OutputParser, ChatContentEndsOnEos) {
   Feed r(OutputMode::Chat);
   r.token("Hello");
   r.token(", world");
-  r.done("stop", tok().eos_id());
+  r.done(FinishReason::Stop, tok().eos_id());
   EXPECT_EQ(r.all.content, "Hello, world");
   EXPECT_TRUE(r.all.reasoning.empty());
-  EXPECT_EQ(r.p.outcome().finish_reason, "stop");
+  EXPECT_EQ(r.p.outcome().finish_reason, FinishReason::Stop);
   EXPECT_TRUE(r.p.outcome().eos);
 }
 
 TEST(OutputParser, LengthFlushesHeldBackText) {
   Feed r(OutputMode::ChatThinking);
   r.token("reasoning that ends with half a marker </thi");
-  r.done("length");
+  r.done(FinishReason::Length);
   // Cut off by the token limit: the held-back tail is shown as it stands.
   EXPECT_EQ(r.all.reasoning, "reasoning that ends with half a marker </thi");
-  EXPECT_EQ(r.p.outcome().finish_reason, "length");
+  EXPECT_EQ(r.p.outcome().finish_reason, FinishReason::Length);
   EXPECT_FALSE(r.p.outcome().eos);
 }
 
@@ -101,9 +101,9 @@ TEST(OutputParser, StopStringIsReported) {
   // The scheduler emits the text before the stop string and holds the stop string back.
   std::string shown = "Hello world ";
   for (size_t i = 0; i < ids.size(); ++i) r.token(i == 0 ? shown : "", ids[i]);
-  r.done("stop");
+  r.done(FinishReason::Stop);
   EXPECT_EQ(r.all.content, "Hello world ");
-  EXPECT_EQ(r.p.outcome().finish_reason, "stop");
+  EXPECT_EQ(r.p.outcome().finish_reason, FinishReason::Stop);
   EXPECT_EQ(r.p.outcome().stop_sequence, "END");
 }
 
@@ -113,18 +113,18 @@ TEST(OutputParser, MalformedOutputStopsCleanly) {
   r.token(" then <think> where it cannot be");
   EXPECT_FALSE(r.ok);  // the caller cancels the generation
   r.token(" more text");
-  r.done("cancelled");
+  r.done(FinishReason::Cancelled);
   EXPECT_EQ(r.all.content.find("<think>"), std::string::npos);
   EXPECT_EQ(r.all.content.rfind("fine so far", 0), 0u);
-  EXPECT_EQ(r.p.outcome().finish_reason, "stop");
+  EXPECT_EQ(r.p.outcome().finish_reason, FinishReason::Stop);
 }
 
 TEST(OutputParser, RawModeKeepsTextVerbatim) {
   Feed r(OutputMode::Raw);
   r.token("a <think> b");
-  r.done("stop", tok().eos_id());
+  r.done(FinishReason::Stop, tok().eos_id());
   EXPECT_EQ(r.all.content, "a <think> b");  // no parser, and the EOS text is not added
-  EXPECT_EQ(r.p.outcome().finish_reason, "stop");
+  EXPECT_EQ(r.p.outcome().finish_reason, FinishReason::Stop);
 }
 
 TEST(OutputParser, ErrorEvent) {
@@ -135,7 +135,7 @@ TEST(OutputParser, ErrorEvent) {
   Delta d;
   r.p.event(e, d);
   EXPECT_TRUE(r.p.done());
-  EXPECT_EQ(r.p.outcome().finish_reason, "error");
+  EXPECT_EQ(r.p.outcome().finish_reason, FinishReason::Error);
   EXPECT_EQ(r.p.outcome().error, "out of memory");
 }
 
