@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "kernels/linear.h"
 #include "kernels/matmul_simd.h"
+#include "model/weights.h"
 
 namespace {
 

@@ -1,11 +1,12 @@
 #pragma once
-// A linear layer viewed in place over checkpoint bytes, in any of the V4 weight formats, and the
-// matrix products over it. y[s, o] = sum_k W[o, k] x[s, k], accumulated in fp32.
+// A linear layer viewed in place over weight bytes, in any of the V4 weight formats, and the matrix
+// products over it. y[s, o] = sum_k W[o, k] x[s, k], accumulated in fp32. Building a view from a
+// checkpoint tensor is model work (model/weights.h: make_linear).
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
-#include "io/safetensors.h"
+#include "core/dtype.h"
 
 namespace dsv4 {
 
@@ -34,10 +35,6 @@ struct Linear {
   void dequant_row(int64_t o, float* dst) const;
   int64_t weight_bytes() const;
 };
-
-// Builds a Linear from a weight tensor and its optional .scale tensor; checks dtypes and shapes.
-// FP4 is recognised from an I8/U8 weight of shape [out, in/2] with [out, in/32] scales.
-Linear make_linear(const TensorInfo& weight, const TensorInfo* scale, int64_t out, int64_t in);
 
 // y[S, out] = x[S, in] · Wᵀ. With act_quant, each row of x goes through the FP8 1x128 round-trip
 // first (only for FP8/FP4 weights, as the numerics contract says).

@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <cmath>
 #include <cstring>
 #include <regex>
 
@@ -11,6 +12,58 @@ int64_t MoeWeights::tid2eid_at(int64_t tok, int i, int k) const {
   int64_t v;
   std::memcpy(&v, tid2eid + 8 * (tok * k + i), 8);
   return v;
+}
+
+Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int64_t in) {
+  Linear L;
+  L.out = out;
+  L.in = in;
+  L.w = wt.data;
+  auto shape_is = [](const TensorInfo& t, int64_t a, int64_t b) {
+    return t.shape.size() == 2 && t.shape[0] == a && t.shape[1] == b;
+  };
+  auto need_scale = [&](int64_t r, int64_t c) {
+    if (!sc) fail("tensor '{}' is {} but its scale tensor is missing", wt.name, dtype_name(wt.dtype));
+    if (sc->dtype != DType::F8_E8M0 && sc->dtype != DType::F32)
+      fail("scale tensor '{}' has dtype {}, expected F8_E8M0 or F32", sc->name, dtype_name(sc->dtype));
+    if (!shape_is(*sc, r, c))
+      fail("scale tensor '{}' has shape {}, expected [{}, {}]", sc->name, sc->shape_str(), r, c);
+    L.scale = sc->data;
+    L.scale_f32 = sc->dtype == DType::F32;
+    L.scale_cols = c;
+  };
+  switch (wt.dtype) {
+    case DType::F32:
+    case DType::BF16:
+      L.fmt = wt.dtype == DType::F32 ? Linear::Format::F32 : Linear::Format::BF16;
+      if (!shape_is(wt, out, in))
+        fail("tensor '{}' has shape {}, expected [{}, {}]", wt.name, wt.shape_str(), out, in);
+      break;
+    case DType::F8_E4M3:
+      L.fmt = Linear::Format::FP8;
+      if (!shape_is(wt, out, in))
+        fail("tensor '{}' has shape {}, expected [{}, {}]", wt.name, wt.shape_str(), out, in);
+      need_scale((out + 127) / 128, (in + 127) / 128);
+      break;
+    case DType::I8:
+    case DType::U8:
+      L.fmt = Linear::Format::FP4;
+      if (in % 32 || !shape_is(wt, out, in / 2))
+        fail("tensor '{}' (packed FP4) has shape {}, expected [{}, {}]", wt.name, wt.shape_str(), out, in / 2);
+      need_scale(out, in / 32);
+      break;
+    default:
+      fail("tensor '{}' has dtype {}, not a supported linear weight format", wt.name, dtype_name(wt.dtype));
+  }
+  if (L.scale_f32)
+    for (int64_t i = 0; i < sc->numel(); ++i) {
+      float f;
+      std::memcpy(&f, sc->data + 4 * i, 4);
+      int e;
+      if (!(f > 0) || std::frexp(f, &e) != 0.5f)
+        fail("scale tensor '{}' holds {} at index {}, not a power of two", sc->name, f, i);
+    }
+  return L;
 }
 
 namespace {

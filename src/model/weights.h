@@ -92,6 +92,10 @@ struct ModelWeights {
   std::unique_ptr<DSparkWeights> dspark;
 };
 
+// Builds a Linear view over a weight tensor and its optional .scale tensor; checks dtypes and shapes.
+// FP4 is recognised from an I8/U8 weight of shape [out, in/2] with [out, in/32] scales.
+Linear make_linear(const TensorInfo& weight, const TensorInfo* scale, int64_t out, int64_t in);
+
 // Binds every tensor the config implies; throws one error listing all missing and unexpected
 // tensors, or naming the first tensor with a wrong dtype or shape.
 ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& cfg);

@@ -17,6 +17,7 @@
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "kernels/linear.h"
+#include "model/weights.h"
 
 using namespace dsv4;
 namespace ref = dsv4_ref;
