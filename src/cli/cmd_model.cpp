@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/npy.h"
-#include "model/random_checkpoint.h"
+#include "cli/random_checkpoint.h"
 #include "core/profile.h"
 #include "runtime/bench.h"
 #include "model/transformer.h"

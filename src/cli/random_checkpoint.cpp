@@ -1,4 +1,4 @@
-#include "model/random_checkpoint.h"
+#include "cli/random_checkpoint.h"
 
 #include <algorithm>
 #include <cmath>
