@@ -53,7 +53,7 @@ BENCHMARK(BM_RmsNormRows)->Arg(64)->Arg(256)->MinTime(0.1);
 
 // ---- RoPE on the last 64 dims of each of the 64 query heads (one token) ----
 
-// ratio-0 layers: base 10000, no YaRN; compressed layers: base 160000 with YaRN (spec §4.7).
+// ratio-0 layers: base 10000, no YaRN; compressed layers: base 160000 with YaRN (architecture.md §4.7).
 dsv4::RopeParams rope_params(bool yarn) {
   dsv4::RopeParams p;
   p.rope_dim = 64;

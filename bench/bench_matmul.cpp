@@ -1,4 +1,4 @@
-// Linear-layer products (kernels/linear.h) at the real DeepSeek-V4-Flash shapes (spec §6.2), in every
+// Linear-layer products (kernels/linear.h) at the real DeepSeek-V4-Flash shapes (architecture.md §6.2), in every
 // weight format the checkpoints use, each on a 1-thread pool ("/threads:1") and ThreadPool::global()
 // ("/threads:all").
 //   BM_MatmulDecode:  S = 1, the memory-bound case; bytes_per_second = (weights + scales + x + y) / time.

@@ -1,5 +1,5 @@
 #pragma once
-// Storage dtypes of V4 checkpoints and the scalar codecs of the numerics contract (spec §3).
+// Storage dtypes of V4 checkpoints and the scalar codecs of the numerics contract (architecture.md §3).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -58,7 +58,7 @@ inline float e2m1_to_f32(uint8_t c) { return kE2M1Table[c & 15]; }
 uint8_t f32_to_e2m1(float x);
 inline float round_e2m1(float x) { return e2m1_to_f32(f32_to_e2m1(x)); }
 
-// Ceil-pow2 scale rule (spec §3.1): a = amax * fp32(1/qmax), s = 2^ceil(log2 a) from a's bit fields.
+// Ceil-pow2 scale rule (architecture.md §3.1): a = amax * fp32(1/qmax), s = 2^ceil(log2 a) from a's bit fields.
 inline float ceil_pow2_scale(float amax, float inv_qmax) {
   float a = amax * inv_qmax;
   uint32_t u = f32_to_bits(a);

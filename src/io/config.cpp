@@ -110,7 +110,7 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   c.rope_theta = r.number_in("rope_theta", 1, true, kMax, "a finite number > 1");
   c.compress_rope_theta = r.number_in("compress_rope_theta", 1, true, kMax, "a finite number > 1");
   {
-    // YaRN parameters come from the checkpoint; the reference's code defaults are placeholders (trap 3).
+    // YaRN parameters come from the checkpoint; the reference's code defaults are placeholders (architecture.md §2.2).
     const json& sc = r.at("rope_scaling");
     if (!sc.is_object()) fail("{}: key 'rope_scaling' must be an object, got {}", src, sc.dump());
     Reader rs{sc, src, "rope_scaling."};

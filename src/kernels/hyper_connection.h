@@ -1,5 +1,5 @@
 #pragma once
-// Manifold-constrained hyper-connection kernels (spec §4.4, §4.5, §4.18), fp32, one token at a time.
+// Manifold-constrained hyper-connection kernels (architecture.md §4.4, §4.5, §4.18), fp32, one token at a time.
 #include <vector>
 
 namespace dsv4 {

@@ -1,5 +1,5 @@
 #pragma once
-// The three quantisation round-trips of the numerics contract (spec §3.2, fixtures README §6).
+// The three quantisation round-trips of the numerics contract (architecture.md §3.2, fixtures README §6).
 #include <cstddef>
 #include <cstdint>
 

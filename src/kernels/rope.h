@@ -1,5 +1,5 @@
 #pragma once
-// Interleaved RoPE on the last r dims of a vector, with optional YaRN frequency blending (spec §4.7).
+// Interleaved RoPE on the last r dims of a vector, with optional YaRN frequency blending (architecture.md §4.7).
 #include <cstdint>
 #include <vector>
 

@@ -23,7 +23,7 @@ void AttentionState::reset(const AttentionWeights& w, const ModelConfig& cfg, co
 
 namespace {
 
-// Sparse attention of one sequence's rows (spec §4.10, §4.14), then de-rotation; commits the window
+// Sparse attention of one sequence's rows (architecture.md §4.10, §4.14), then de-rotation; commits the window
 // ring afterwards, since earlier queries of the chunk read slots that later rows overwrite.
 void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment& seg, const ModelConfig& cfg,
                     const Rope& rope, const float* q, const float* kv, const std::vector<std::vector<int32_t>>& picks,
@@ -100,7 +100,7 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
     }
   });
 
-  // Compressed entries emitted by these rows become visible before attention (spec §4.12).
+  // Compressed entries emitted by these rows become visible before attention (architecture.md §4.12).
   phase.emplace("attn.compressor");
   if (w.ratio > 0) {
     CompressorInput ci = compressor_project(w.comp, x, rows, pool);

@@ -1,5 +1,5 @@
 #pragma once
-// One attention sublayer (spec §4.8–4.15): low-rank Q with per-head RMS, one shared latent KV row per
+// One attention sublayer (architecture.md §4.8–4.15): low-rank Q with per-head RMS, one shared latent KV row per
 // token, a sliding window ring, compressed entries (CSA via the indexer, HCA all), sink softmax,
 // de-rotation and the grouped low-rank output projection.
 #include <cstdint>

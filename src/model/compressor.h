@@ -1,5 +1,5 @@
 #pragma once
-// The KV compressor (spec §4.11–4.12): every R consecutive tokens pool into one entry through a
+// The KV compressor (architecture.md §4.11–4.12): every R consecutive tokens pool into one entry through a
 // per-channel softmax over slots; ratio 4 overlaps each group with the previous one.
 #include <cstdint>
 #include <vector>

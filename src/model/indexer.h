@@ -1,5 +1,5 @@
 #pragma once
-// The lightning indexer of CSA layers (spec §4.13): scores every visible compressed entry for each
+// The lightning indexer of CSA layers (architecture.md §4.13): scores every visible compressed entry for each
 // query and keeps the top-k.
 #include <cstdint>
 #include <vector>

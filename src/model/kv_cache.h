@@ -1,5 +1,5 @@
 #pragma once
-// Rows of latent KV in their compact form (spec §5.3): the nope dims as e4m3 codes with one E8M0
+// Rows of latent KV in their compact form (architecture.md §5.3): the nope dims as e4m3 codes with one E8M0
 // scale per 64, the RoPE dims as fp32. Lossless because the current revision already rounds the
 // nope dims onto that grid; with the round-trip off, rows are kept in fp32 instead.
 #include <cstddef>

@@ -1,5 +1,5 @@
 #pragma once
-// Mixture of experts (spec §4.16–4.17): sqrtsoftplus gate, hash or bias-corrected top-k routing,
+// Mixture of experts (architecture.md §4.16–4.17): sqrtsoftplus gate, hash or bias-corrected top-k routing,
 // SwiGLU experts with the clamp, routed sum in ascending expert id, then the shared expert.
 #include <cstdint>
 #include <vector>

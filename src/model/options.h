@@ -2,7 +2,7 @@
 
 namespace dsv4 {
 
-// Numerics switches. Defaults = the current official revision (spec §0.1, fixtures README §6).
+// Numerics switches. Defaults = the current official revision (architecture.md §1.2, fixtures README §6).
 struct NumericsOptions {
   bool act_quant = true;            // rule 1: FP8 1x128 activation round-trip before FP8/FP4 GEMMs
   bool kv_fp8_roundtrip = true;     // rule 2: KV nope dims on the e4m3 grid (first revision: off)

@@ -78,7 +78,7 @@ void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>&
   const int64_t rows = total_rows(segs);
   std::vector<float> x(size_t(rows * D)), f(size_t(rows * D)), post(size_t(rows * n)), C(size_t(rows * n * n));
 
-  // hc_pre → norm → body → hc_post, the residual path of every sublayer (spec §4.3).
+  // hc_pre → norm → body → hc_post, the residual path of every sublayer (architecture.md §4.3).
   auto sublayer = [&](const HcWeights& hcw, const FloatVec& norm, auto&& body) {
     HcParams hp = hc_params(hcw, cfg_);
     std::optional<profile::Scope> phase(std::in_place, "hc_pre_norm");
@@ -209,7 +209,7 @@ std::vector<std::vector<float>> Model::mtp_forward_batch(const std::vector<MtpIn
     ids.insert(ids.end(), s.next_ids, s.next_ids + s.S);
     rows += s.S;
   }
-  // X = broadcast(e_proj(enorm(E[t+1]))) + h_proj(hnorm(X_main)), per stream (spec §4.19).
+  // X = broadcast(e_proj(enorm(E[t+1]))) + h_proj(hnorm(X_main)), per stream (architecture.md §4.19).
   std::vector<float> e(size_t(rows * D)), ep(size_t(rows * D)), h(size_t(rows) * nD), hp(size_t(rows) * nD),
       X(size_t(rows) * nD);
   for (size_t i = 0; i < in.size(); ++i)

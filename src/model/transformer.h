@@ -1,7 +1,7 @@
 #pragma once
-// The V4 model: embedding → hyper-connection expansion → blocks → hc_head → norm → head (spec §4.1),
-// plus the preview MTP block (§4.19). Sequences carry their own state; any chunking of the same tokens
-// gives the same result as one prefill.
+// The V4 model: embedding → hyper-connection expansion → blocks → hc_head → norm → head, plus the preview
+// MTP block (architecture.md §4.1, §4.19). Sequences carry their own state; any chunking of the same
+// tokens gives the same result as one prefill.
 #include <cstdint>
 #include <memory>
 #include <string>

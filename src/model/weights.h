@@ -1,5 +1,5 @@
 #pragma once
-// Checkpoint tensors bound to the model structure, per layer type (spec §6.2). Nothing large is copied:
+// Checkpoint tensors bound to the model structure, per layer type (architecture.md §6.2). Nothing large is copied:
 // linears are views over the mapped shards.
 #include <memory>
 #include <set>

@@ -2,7 +2,7 @@
 // Continuous batching over one model: requests join between steps, every step is one forward call over
 // all active sequences (prefill chunks and decode tokens together), finished or cancelled requests
 // leave at once. A RAM prefix cache restores the exact sequence state of the longest cached prompt
-// prefix (spec §5.4: window ring, compressor states, compressed KV, index keys).
+// prefix (architecture.md §5.4: window ring, compressor states, compressed KV, index keys).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>

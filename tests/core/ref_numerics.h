@@ -1,5 +1,5 @@
 #pragma once
-// Scalar reference numerics written straight from the specification (docs/deepseek-v4.md §3.1–§3.2,
+// Scalar reference numerics written straight from the format definitions (docs/architecture.md §3.1–§3.2,
 // fixtures/README.md §6), independent of src/. Slow on purpose: encoders search the whole code grid
 // for the nearest value and break ties by the even code, decoders evaluate the format formulas.
 // Shared by tests/core and tests/kernels (header only, no dependency on the engine).
@@ -87,7 +87,8 @@ inline uint16_t bf16_encode(float f) {
   return (lo & 1) ? hi : lo;
 }
 
-// ---- Ceil-pow2 scale rule (§3.1): a = fp32(amax · fp32(1/Q)); s = 2^(e−127+[m≠0]) from a's fields. ----
+// ---- Ceil-pow2 scale rule (architecture.md §3.1): a = fp32(amax · fp32(1/Q));
+//      s = 2^(e−127+[m≠0]) from a's fields. ----
 inline float ceil_pow2(float amax, float inv_q) {
   const float a = amax * inv_q;  // the fp32 multiply is part of the rule
   uint32_t u;
@@ -97,7 +98,7 @@ inline float ceil_pow2(float amax, float inv_q) {
   return float(std::ldexp(1.0, e - 127 + (m ? 1 : 0)));
 }
 
-// ---- §3.2 round-trips on one vector, blocks along it (last block may be partial). ----
+// ---- architecture.md §3.2 round-trips on one vector, blocks along it (last block may be partial). ----
 inline std::vector<float> fp8_roundtrip(const std::vector<float>& x, size_t block) {
   std::vector<float> y(x.size());
   for (size_t b0 = 0; b0 < x.size(); b0 += block) {

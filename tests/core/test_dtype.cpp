@@ -1,5 +1,6 @@
-// Rung 1 of the validation ladder (spec §9): the scalar codecs of src/core/dtype.h, exhaustively where the
-// code space is small, against the independent references in ref_numerics.h (spec §3.1, fixtures README §6).
+// Rung 1 of the validation ladder (architecture.md §9): the scalar codecs of src/core/dtype.h, exhaustively
+// where the code space is small, against the independent references in ref_numerics.h (§3.1, fixtures
+// README §6).
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -89,7 +90,7 @@ TEST(E4M3, SaturatesAbove448) {
     EXPECT_EQ(f32_to_e4m3(v), 0x7e) << v;
     EXPECT_EQ(f32_to_e4m3(-v), 0xfe) << -v;
   }
-  EXPECT_EQ(f32_to_e4m3(INFINITY), 0x7e) << "saturating conversion (spec §0.2: e4m3fn, saturating)";
+  EXPECT_EQ(f32_to_e4m3(INFINITY), 0x7e) << "saturating conversion (architecture.md §3.1: e4m3fn, saturating)";
   EXPECT_EQ(f32_to_e4m3(-INFINITY), 0xfe);
   EXPECT_TRUE(std::isnan(e4m3_to_f32(f32_to_e4m3(NAN))));
   EXPECT_EQ(round_e4m3(1000.0f), 448.0f);

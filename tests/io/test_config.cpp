@@ -1,4 +1,4 @@
-// HF config.json parsing (spec §2.1–§2.6, trap 3): the three tiny fixture configs parse to the documented
+// HF config.json parsing (architecture.md §2.1–§2.6): the three tiny fixture configs parse to the documented
 // values; every bad config is rejected with a dsv4::Error whose message names the key at fault.
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-// Copy of /work/shared/fixtures/tiny-flash/config.json, used when tests/data/fixtures is not populated.
+// Copy of tests/data/fixtures/tiny-flash/config.json, used when tests/data/fixtures is not populated.
 const char* kTinyFlashConfig = R"({
   "architectures": ["DeepseekV4ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
   "bos_token_id": 0, "eos_token_id": 1, "expert_dtype": "fp4", "hc_eps": 1e-06, "hc_mult": 4,
@@ -118,7 +118,7 @@ TEST(Config, TinyPro) {
   EXPECT_EQ(c.n_hash_layers, 2);
   EXPECT_EQ(c.index_topk, 6);
   EXPECT_EQ(c.route_scale, 2.5);
-  EXPECT_EQ(c.expert_dtype, "") << "tiny-pro has no expert_dtype key (trap 2)";
+  EXPECT_EQ(c.expert_dtype, "") << "tiny-pro has no expert_dtype key (architecture.md §2.2)";
   EXPECT_FALSE(c.is_dspark());
 }
 
@@ -126,7 +126,7 @@ TEST(Config, Tiny0731DSpark) {
   if (!have_fixture("tiny-0731")) GTEST_SKIP() << "fixture not present";
   ModelConfig c = load_config(fixture_dir("tiny-0731"));
   EXPECT_EQ(c.compress_ratios, (std::vector<int>{0, 4, 128, 4, 0, 0, 0}));
-  EXPECT_EQ(c.n_mtp_layers, 3) << "three draft stages although num_nextn_predict_layers says 1 (trap 4)";
+  EXPECT_EQ(c.n_mtp_layers, 3) << "three draft stages although num_nextn_predict_layers says 1 (architecture.md §2.6)";
   EXPECT_TRUE(c.is_dspark());
   EXPECT_EQ(c.dspark_block_size, 5);
   EXPECT_EQ(c.dspark_markov_rank, 32);
@@ -181,7 +181,7 @@ TEST(ConfigErrors, EachRequiredKeyMissingIsNamed) {
 }
 
 TEST(ConfigErrors, ReferencePlaceholderDefaultsAreNotInherited) {
-  // Spec §2.2 and trap 3: swiglu_limit (code default 0), num_hash_layers (code default 0) and the YaRN block
+  // architecture.md §2.2: swiglu_limit (code default 0), num_hash_layers (code default 0) and the YaRN block
   // (rope_factor 40 / original_seq_len 0 in code) must come from the checkpoint config; a config without them
   // must be rejected naming the key rather than silently running with the placeholder.
   for (const char* key : {"swiglu_limit", "num_hash_layers", "rope_scaling"}) {

@@ -1,5 +1,5 @@
 // Values that parse but cannot make a sane model (issue 13): each is rejected at load time with the
-// key and the file named. Every legitimate config we know of (fixtures, dsv4-nano, the spec's full-size
+// key and the file named. Every legitimate config we know of (fixtures, dsv4-nano, the published full-size
 // V4-Flash / V4-Pro / Base / 0731 values) must still load.
 #include <gtest/gtest.h>
 
@@ -26,7 +26,7 @@ std::string error_for(const json& j) {
   return error_of([&] { parse_config(j.dump(), "ckpt/config.json"); });
 }
 
-// Spec §2.1 values of the shipped V4-Flash config.
+// The shipped V4-Flash config (architecture.md §1.3, §2.1).
 json flash_full() {
   json j = tiny_flash();
   j.update(json{{"vocab_size", 129280}, {"hidden_size", 4096}, {"num_hidden_layers", 43},

@@ -1,4 +1,4 @@
-// Safetensors shards and Checkpoint folders (spec §6.1): validation errors name the file / tensor at
+// Safetensors shards and Checkpoint folders (architecture.md §6.1): validation errors name the file / tensor at
 // fault; write_safetensors → SafetensorsFile round-trips bytes and shapes; the tiny fixture loads.
 #include <gtest/gtest.h>
 

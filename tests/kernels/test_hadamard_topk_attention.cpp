@@ -1,5 +1,5 @@
-// Rung 2: Walsh–Hadamard (spec §4.13, fixtures README §6 rule 3), top-k with the fixed tie rule
-// (spec §4.13, trap 18) and sparse attention with a sink (spec §4.14, trap 16).
+// Rung 2 (architecture.md §9): Walsh–Hadamard (§4.13, fixtures README §6 rule 3), top-k with the fixed
+// tie rule (§4.13) and sparse attention with a sink (§4.14).
 #include <gtest/gtest.h>
 
 #include <algorithm>

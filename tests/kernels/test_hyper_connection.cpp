@@ -1,5 +1,5 @@
-// Rung 2: manifold-constrained hyper-connections, spec §4.4 (hc_pre + Sinkhorn), §4.5 (hc_post), §4.18
-// (hc_head), traps 7–9, against a double-precision reference written from the spec text.
+// Rung 2: manifold-constrained hyper-connections, architecture.md §4.4 (hc_pre + Sinkhorn), §4.5 (hc_post),
+// §4.18 (hc_head), against a double-precision reference written from that text.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,7 +21,8 @@ using Mat = std::vector<double>;  // row-major n×n
 
 double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
-// Spec §4.4: 1. row softmax then + eps; 2. column normalisation; 3. (iters−1) × (row, column) normalisations.
+// architecture.md §4.4: 1. row softmax then + eps; 2. column normalisation;
+// 3. (iters−1) × (row, column) normalisations.
 Mat ref_sinkhorn(Mat C, int n, int iters, double eps) {
   auto at = [&](int i, int j) -> double& { return C[size_t(i * n + j)]; };
   for (int i = 0; i < n; ++i) {

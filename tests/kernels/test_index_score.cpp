@@ -1,4 +1,4 @@
-// index_scores against a double-precision scalar reference of spec §4.13's score, and independent of
+// index_scores against a double-precision scalar reference of the score of architecture.md §4.13, and independent of
 // how the keys are batched (a prefill row scores all its keys at once, decode the same keys again).
 #include <gtest/gtest.h>
 

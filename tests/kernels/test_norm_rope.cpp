@@ -1,4 +1,4 @@
-// Rung 2: RMSNorm (spec §4.6) and RoPE/YaRN (spec §4.7) against double-precision references.
+// Rung 2: RMSNorm (architecture.md §4.6) and RoPE/YaRN (§4.7) against double-precision references.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -83,7 +83,7 @@ TEST(RmsNorm, RowsAreIndependent) {
 
 namespace {
 
-// Spec §4.7 in double: f_i = base^(−2i/r); YaRN blends f_i/factor and f_i with a linear ramp between
+// architecture.md §4.7 in double: f_i = base^(−2i/r); YaRN blends f_i/factor and f_i with a linear ramp between
 // low = max(⌊c(β_fast)⌋, 0) and high = min(⌈c(β_slow)⌉, r−1), c(β) = r·ln(L0/(2πβ)) / (2 ln base).
 struct RefTable {
   std::vector<double> f;
@@ -229,7 +229,7 @@ TEST(Rope, InterleavedPairsNotHalfSplit) {
 }
 
 TEST(Rope, ThetaIsAnFp32Product) {
-  // At t = 10^6 the fp32 rounding of θ moves high-frequency angles by up to ~0.03 rad (spec §4.7): a
+  // At t = 10^6 the fp32 rounding of θ moves high-frequency angles by up to ~0.03 rad (architecture.md §4.7): a
   // rotation with θ formed in double must not match, the fp32-θ reference must.
   Rope rope(yarn_params());
   const int64_t t = 1000003;

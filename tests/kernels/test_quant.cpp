@@ -1,4 +1,4 @@
-// Rung 1: the three quantisation round-trips of spec §3.2 / fixtures README §6 rules 1–3 against the
+// Rung 1: the three quantisation round-trips of architecture.md §3.2 / fixtures README §6 rules 1–3 against the
 // scalar reference in tests/core/ref_numerics.h (ceil-pow2 scales, amax floors, RNE ties, partial blocks).
 #include <gtest/gtest.h>
 
@@ -173,7 +173,7 @@ TEST(Fp4Roundtrip, Blocks32WithPartialLastBlock) {
 }
 
 TEST(Fp4Roundtrip, TiesGoToEven) {
-  // amax = 6 → s = 1: the spec's tie list verbatim, both signs.
+  // amax = 6 → s = 1: the tie list of architecture.md §3.2 verbatim, both signs.
   std::vector<float> x = {6.0f, 0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f,
                           -6.0f, -0.25f, -0.75f, -1.25f, -1.75f, -2.5f, -3.5f, -5.0f};
   const std::vector<float> want = {6, 0, 1, 1, 2, 2, 4, 4, -6, -0.0f, -1, -1, -2, -2, -4, -4};

@@ -1,4 +1,4 @@
-// Rung 1–2: Linear layers in every weight format (spec §3.3, §2.5, §4.15; fixtures README §6 rule 1)
+// Rung 1–2: Linear layers in every weight format (architecture.md §3.3, §2.5, §4.15; fixtures README §6 rule 1)
 // against a double-precision reference that dequantises the raw checkpoint bytes straight from the
 // format definitions and, with act_quant, FP8-round-trips each 1×128 block of x first.
 #include <gtest/gtest.h>
@@ -83,7 +83,7 @@ std::vector<uint8_t> floats_to_bf16_bytes(const std::vector<float>& f) {
   return b;
 }
 
-// ---- reference dequantisation, straight from spec §3.1/§3.3 ----
+// ---- reference dequantisation, straight from architecture.md §3.1/§3.3 ----
 std::vector<double> ref_dequant_fp8(const std::vector<uint8_t>& w, const std::vector<uint8_t>& s, int64_t out,
                                     int64_t in) {
   std::vector<double> W(static_cast<size_t>(out * in));
@@ -334,7 +334,7 @@ TEST(LinearPlain, ResultIndependentOfThreadCount) {
 }
 
 TEST(LinearPlain, BatchCompositionDoesNotChangeARow) {
-  // Spec §9 rung 5: the same input row gives bit-identical outputs whatever else is in the batch.
+  // architecture.md §9 rung 5: the same input row gives bit-identical outputs whatever else is in the batch.
   // 1184 = 37·32: FP8 blocks with a 32-wide tail, prefill K-chunks of 512, 512, 160; 30 tokens make
   // prefill token groups of 7 and 8 (decode runs them one by one).
   const int64_t out = 201, in = 1184;
@@ -456,7 +456,7 @@ TEST(MakeLinear, WeightBytes) {
 // ------------------------------------------------------------------------------------------- grouped (wo_a)
 
 TEST(MatmulGrouped, BandGReadsInputSliceG) {
-  // Spec §4.15: rows g·L … (g+1)·L−1 of W belong to group g and read x[g·in … (g+1)·in).
+  // architecture.md §4.15: rows g·L … (g+1)·L−1 of W belong to group g and read x[g·in … (g+1)·in).
   for (int64_t Lo : {int64_t(40), int64_t(41)}) {  // odd bands: a row pair straddles two groups
   const int G = 3;
   const int64_t in = 96, out = G * Lo;

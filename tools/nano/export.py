@@ -1,6 +1,7 @@
-"""Export a trained dsv4-nano state to the official DeepSeek-V4 checkpoint format (spec §6,
-fixtures README §3): HF config.json (+ inference/config.json with native names), two safetensors
-shards + model.safetensors.index.json. Tokenizer files are written by train_tokenizer.py.
+"""Export a trained dsv4-nano state to the official DeepSeek-V4 checkpoint format
+(docs/architecture.md §6, fixtures README §3): HF config.json (+ inference/config.json with native
+names), two safetensors shards + model.safetensors.index.json. Tokenizer files are written by
+train_tokenizer.py.
 
 Formats: FP8 e4m3 linears with 128x128 E8M0 block scales (scale 2^ceil(log2(amax/448)), RNE);
 FP4 e2m1 routed experts (I8 [out,in/2], low nibble = even index, 1x32 E8M0 scales); BF16 (RNE)

@@ -1,4 +1,5 @@
-"""Independent PyTorch implementation of the DeepSeek-V4 forward pass (spec docs/deepseek-v4.md §4).
+"""Independent PyTorch implementation of the DeepSeek-V4 forward pass (docs/architecture.md §4; bare §
+numbers below refer to that document).
 
 All activations are fp32, like the fixtures' oracle (fixtures README §6). Two numeric modes:
   NQ        (rt.quant False): exactly-dequantized weights, no activation/KV/index quantization.
@@ -121,7 +122,7 @@ def _ste(x, q, rt):
 
 
 def act_quant(x, rt, block=128):
-    """FP8 e4m3 round-trip per 1 x block along the last dim, ceil-pow2 scales (§3.2 op 1/2)."""
+    """FP8 e4m3 round-trip per 1 x block along the last dim, ceil-pow2 scales (§3.2 rules 1/2)."""
     sh = x.shape
     xb = x.detach().reshape(*sh[:-1], sh[-1] // block, block)
     amax = torch.clamp(xb.abs().amax(-1, keepdim=True), min=1e-4)
@@ -131,7 +132,7 @@ def act_quant(x, rt, block=128):
 
 
 def fp4_quant(x, rt, block=32):
-    """FP4 e2m1 round-trip per 1 x 32 (§3.2 op 3)."""
+    """FP4 e2m1 round-trip per 1 x 32 (§3.2 rule 3)."""
     sh = x.shape
     xb = x.detach().reshape(*sh[:-1], sh[-1] // block, block)
     amax = torch.clamp(xb.abs().amax(-1, keepdim=True), min=6 * 2.0 ** -126)
