@@ -1,3 +1,8 @@
+// Attention sublayer (architecture.md §4.8–4.15). Queries: low-rank wq_a → q_norm → wq_b, an unweighted
+// RMS per head, RoPE on the last dims. One latent KV row per token (kv_norm, RoPE, FP8 nope dims) is the
+// key and the value of every head. A query reads its sliding window plus, on CSA layers, the lightning
+// indexer's top-k compressed entries, on HCA layers every compressed entry; softmax with a learned sink
+// over them, de-rotation, then the grouped low-rank output projection wo_a → wo_b.
 #include "model/attention.h"
 
 #include <algorithm>

@@ -1,3 +1,7 @@
+// KV compressor (architecture.md §4.11–4.12): every R tokens pool into one entry, a per-channel softmax of
+// the gate scores wgate·x + ape over the slots weighting the values wkv·x. CSA (R = 4) overlaps each
+// group with half the channels of the previous one; HCA (R = 128) does not. Entries are RMS-normalised
+// and rotated at their group's first position; the rows of an incomplete group wait in the state.
 #include "model/compressor.h"
 
 #include <algorithm>

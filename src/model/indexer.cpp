@@ -1,3 +1,7 @@
+// Lightning indexer of CSA layers (architecture.md §4.13): index queries from the attention's query
+// latent (wq_b, RoPE, Hadamard, FP4), index keys from a second ratio-4 compressor (Hadamard, FP4), head
+// weights from weights_proj; score = Σ_h w_h·relu(⟨q_h, K_j⟩) over the visible entries, then the top-k
+// (lower id wins ties).
 #include "model/indexer.h"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// Compact latent-KV rows (architecture.md §5.3): e4m3 codes with one E8M0 scale per 64 nope dims, fp32
+// RoPE dims. Encoding a row is the KV FP8 round-trip (§3.2 rule 2) itself.
 #include "model/kv_cache.h"
 
 #include <cstring>

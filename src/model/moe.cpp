@@ -1,3 +1,7 @@
+// MoE sublayer (architecture.md §4.16–4.17): sqrtsoftplus gate scores; the hash-routed early layers take
+// their experts from tid2eid by token id, the others the top-k of score + bias; routing weights are the
+// unbiased scores, normalised and scaled. Each expert is a clamped SwiGLU; routed outputs are summed in
+// ascending expert id, then the shared expert's output is added.
 #include "model/moe.h"
 
 #include <algorithm>

@@ -1,3 +1,7 @@
+// The V4 transformer (architecture.md §4.1–4.3, §4.18–4.19): the token embedding copied into n residual
+// streams; per block an attention and an MoE sublayer, each wrapped by a hyper-connection (hc_pre with
+// Sinkhorn, hc_post); hc_head collapses the streams, then the final RMSNorm and the output head. The
+// preview MTP block drafts one token further from the final streams and the next token's embedding.
 #include "model/transformer.h"
 
 #include <cstring>

@@ -1,3 +1,6 @@
+// Checkpoint binding (architecture.md §6): every tensor the config implies is looked up by name, its dtype
+// decides its format (FP8 with 128×128 scales, FP4 with 1×32 scales, BF16, F32) and its shape is checked;
+// linears stay views over the mapped shards.
 #include "model/weights.h"
 
 #include <cmath>
