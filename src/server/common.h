@@ -58,7 +58,6 @@ struct Context {
   ServerOptions opt;
   Metrics metrics;
   std::atomic<bool> stopping{false};
-  int32_t eos_id = -1, think_close_id = -1;
   std::function<ConnectionStats()> connections;  // for /metrics; set by the Server
 
   Context(Scheduler& s, ServerOptions o) : sched(s), opt(std::move(o)) {}

@@ -4,10 +4,7 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
-#include <httplib.h>
 
-#include "chat/markers.h"
 #include "server/connections.h"
 
 namespace dsv4::server {

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <thread>
 
-#include "chat/markers.h"
 #include "server/connections.h"
 #include "server/http.h"
 #include "server/routes.h"
@@ -33,8 +32,6 @@ Server::Server(Scheduler& sched, ServerOptions opt) {
   if (opt.model_names.empty()) fail("the server needs a model name");
   impl_ = std::make_unique<Impl>(sched, std::move(opt));
   Context& ctx = impl_->ctx;
-  ctx.eos_id = int32_t(sched.model().config().eos_token_id);
-  ctx.think_close_id = sched.tokenizer().token_id(chat::marker::kThinkClose);
   auto& svr = impl_->http;
   // Deadlines, the connection cap and the workers are HttpServer's (connections.h).
   svr.set_payload_max_length(ctx.opt.max_body_bytes);

@@ -82,8 +82,6 @@ struct Harness {
     o.max_body_bytes = size_t(1) << 20;
     ctx = std::make_unique<server::Context>(*sched, o);
     // As server::Server sets them up.
-    ctx->eos_id = int32_t(model->config().eos_token_id);
-    ctx->think_close_id = tok.token_id("</think>");
     http.set_payload_max_length(o.max_body_bytes);
     server::add_info_routes(http, *ctx);
     server::add_openai_routes(http, *ctx);
