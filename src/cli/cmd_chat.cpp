@@ -40,7 +40,7 @@ void render_prompt_cmd(const RenderArgs& args) {
   chat::Json in;
   try {
     in = parse_json<chat::Json>(text, "stdin");
-  } catch (const chat::Json::parse_error& e) {
+  } catch (const chat::Json::exception& e) {  // parse_error, or out_of_range for a huge number
     fail("stdin: invalid JSON ({})", e.what());
   }
   if (!in.is_object()) fail("stdin: expected a JSON object with \"messages\" and \"options\", got {}", in.type_name());

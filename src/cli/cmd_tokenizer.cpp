@@ -37,7 +37,7 @@ std::vector<int32_t> parse_id_array(const std::string& text, size_t vocab_size) 
   nlohmann::json j;
   try {
     j = parse_json(text, "standard input");
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a huge number
     fail("standard input is not valid JSON (expected an array of token ids): {}", e.what());
   }
   if (!j.is_array()) fail("standard input must be a JSON array of token ids, got a JSON {}", j.type_name());

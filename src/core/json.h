@@ -24,7 +24,8 @@ struct JsonTooDeep : Error {
 // text in the message. Syntax errors are left to the parse that follows (this returns quietly).
 void check_json_depth(std::string_view text, std::string_view what, int max_depth = kMaxJsonDepth);
 
-// check_json_depth, then J::parse (which throws nlohmann::json::parse_error on bad syntax).
+// check_json_depth, then J::parse, which throws nlohmann::json::parse_error on bad syntax and
+// out_of_range on a number no type holds (1E400): callers catch nlohmann::json::exception.
 template <class J = nlohmann::json>
 J parse_json(std::string_view text, std::string_view what, int max_depth = kMaxJsonDepth) {
   check_json_depth(text, what, max_depth);

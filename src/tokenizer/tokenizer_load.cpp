@@ -215,6 +215,8 @@ std::shared_ptr<TokenizerImpl> TokenizerImpl::parse(std::string_view json_text, 
     j = parse_json(json_text, where);
   } catch (const json::parse_error& e) {
     fail("{}: malformed JSON at byte {} of {} (truncated or corrupt?): {}", where, e.byte, json_text.size(), e.what());
+  } catch (const json::exception& e) {  // out_of_range: a number too large for any type
+    fail("{}: malformed JSON: {}", where, e.what());
   }
   if (!j.is_object()) fail("{}: the top level is not a JSON object", where);
   auto impl = std::make_shared<TokenizerImpl>();

@@ -64,6 +64,13 @@ TEST(TokenizerErrors, TruncatedJson) {
   }
 }
 
+// Found by fuzz_tokenizer_json: nlohmann reports a number no type holds as out_of_range, not parse_error.
+TEST(TokenizerErrors, NumberTooLargeIsMalformedJson) {
+  const std::string msg = error_of([] { Tokenizer::from_json(R"({"version": 1E400})", "t.json"); });
+  EXPECT_NE(msg.find("malformed JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow"), std::string::npos) << msg;
+}
+
 TEST(TokenizerErrors, MissingFiles) {
   TempDir dir;
   std::string msg = error_of([&] { Tokenizer::load((dir.path / "nope.json").string()); });
