@@ -166,8 +166,12 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   c.n_mtp_layers = int(c.compress_ratios.size()) - c.n_layers;
   for (size_t i = 0; i < c.compress_ratios.size(); ++i) {
     int ratio = c.compress_ratios[i];
-    if (ratio < 0 || ratio == 1) fail("{}: key 'compress_ratios[{}]' = {} is not 0 or a ratio > 1", src, i, ratio);
-    if (int(i) >= c.n_layers && ratio != 0)
+    const auto kind = layer_kind_of_ratio(ratio);
+    if (!kind)
+      fail("{}: key 'compress_ratios[{}]' ({} {}) = {} is not a known layer kind (0: sliding window, 4: CSA, "
+           "128: HCA)", src, i, int(i) < c.n_layers ? "layer" : "MTP stage",
+           int(i) < c.n_layers ? int(i) : int(i) - c.n_layers, ratio);
+    if (int(i) >= c.n_layers && *kind != LayerKind::SlidingWindow)
       fail("{}: key 'compress_ratios[{}]' (an MTP stage) must be 0, got {}", src, i, ratio);
     if (ratio > c.max_position_embeddings)
       fail("{}: key 'compress_ratios[{}]' = {} exceeds max_position_embeddings ({})", src, i, ratio,
@@ -203,6 +207,13 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   if (c.is_dspark() && (c.dspark_noise_token_id < 0 || c.dspark_noise_token_id >= c.vocab_size))
     fail("{}: key 'dspark_noise_token_id' ({}) is outside the vocabulary", src, c.dspark_noise_token_id);
   return c;
+}
+
+LayerKind ModelConfig::layer_kind(int layer) const {
+  const int ratio = layer_ratio(layer);
+  auto k = layer_kind_of_ratio(ratio);
+  if (!k) fail("compress_ratios[{}] = {} is not a known layer kind", layer, ratio);
+  return *k;
 }
 
 ModelConfig load_config(const std::string& dir) {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "io/layer_kind.h"
+
 namespace dsv4 {
 
 struct ModelConfig {
@@ -40,6 +42,8 @@ struct ModelConfig {
   int nope_dim() const { return head_dim - rope_head_dim; }
   bool is_dspark() const { return dspark_block_size > 0; }
   int layer_ratio(int layer) const { return compress_ratios.at(size_t(layer)); }
+  // Throws for a ratio no kind has (parse_config rejects those).
+  LayerKind layer_kind(int layer) const;
 };
 
 // Parses and validates an HF config.json text; `source` names it in errors.
