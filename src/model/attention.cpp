@@ -22,8 +22,8 @@ void AttentionState::reset(const AttentionWeights& w, const ModelConfig& cfg, co
   ring = KVRows(cfg.head_dim, cfg.nope_dim(), opt.kv_fp8_roundtrip);
   ring.resize(size_t(cfg.window_size));
   compressed = KVRows(cfg.head_dim, cfg.nope_dim(), opt.kv_fp8_roundtrip);
-  if (w.ratio > 0) comp.reset(w.comp);
-  if (w.ratio == 4) indexer.reset(w.indexer);
+  if (has_compressor(w.kind)) comp.reset(w.comp);
+  if (has_indexer(w.kind)) indexer.reset(w.indexer);
 }
 
 namespace {
@@ -40,7 +40,7 @@ void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment
   for (int64_t pos = std::max<int64_t>(0, p0 - win); pos < p0; ++pos)
     st.ring.get(size_t(pos % win), ring_f.data() + (pos % win) * d);
   std::vector<float> comp_f;
-  if (w.ratio > 0 && w.ratio != 4) {
+  if (reads_all_compressed(w.kind)) {
     comp_f.resize(st.compressed.size() * size_t(d));
     for (size_t j = 0; j < st.compressed.size(); ++j) st.compressed.get(j, comp_f.data() + j * size_t(d));
   }
@@ -53,12 +53,12 @@ void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment
       rows.clear();
       for (int64_t pos = std::max<int64_t>(0, t - win + 1); pos <= t; ++pos)
         rows.push_back(pos >= p0 ? kv + (seg.row0 + pos - p0) * d : ring_f.data() + (pos % win) * d);
-      if (w.ratio == 4) {
+      if (has_indexer(w.kind)) {
         const auto& sel = picks[size_t(r)];
         picked.resize(sel.size() * size_t(d));
         for (size_t i = 0; i < sel.size(); ++i) st.compressed.get(size_t(sel[i]), picked.data() + i * size_t(d));
         for (size_t i = 0; i < sel.size(); ++i) rows.push_back(picked.data() + i * size_t(d));
-      } else if (w.ratio > 0) {
+      } else if (reads_all_compressed(w.kind)) {
         const int64_t nvis = (t + 1) / w.ratio;
         for (int64_t j = 0; j < nvis; ++j) rows.push_back(comp_f.data() + j * d);
       }
@@ -107,7 +107,7 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
 
   // Compressed entries emitted by these rows become visible before attention (architecture.md §4.12).
   phase.emplace("attn.compressor");
-  if (w.ratio > 0) {
+  if (has_compressor(w.kind)) {
     CompressorInput ci = compressor_project(w.comp, x, rows, pool);
     for (size_t i = 0; i < segs.size(); ++i) {
       std::vector<float> entries;
@@ -124,7 +124,7 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
   }
   std::vector<std::vector<int32_t>> picks;
   phase.emplace("attn.indexer");
-  if (w.ratio == 4) {
+  if (has_indexer(w.kind)) {
     std::vector<IndexerState*> ist;
     for (auto* s : states) ist.push_back(&s->indexer);
     picks = indexer_forward(w.indexer, ist, segs, cfg, x, qr.data(), rope, opt, pool);

@@ -20,7 +20,7 @@ class ThreadPool;
 
 struct AttentionState {
   KVRows ring;           // window ring, slot = t mod window
-  KVRows compressed;     // compressed entries (ratio > 0), entry j at row j
+  KVRows compressed;     // compressed entries (compressed kinds), entry j at row j
   CompressorState comp;  // main compressor
   IndexerState indexer;  // CSA only
   void reset(const AttentionWeights& w, const ModelConfig& cfg, const NumericsOptions& opt);

@@ -109,7 +109,7 @@ void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>&
   sublayer(b.hc_attn, b.attn_norm, [&] {
     std::vector<AttentionState*> as;
     for (auto* s : states) as.push_back(&s->attn);
-    attention_forward(b.attn, as, segs, cfg_, rope_for(b.attn.ratio), x.data(), opt_, pool(), f.data(), topk);
+    attention_forward(b.attn, as, segs, cfg_, rope_for(b.attn.kind), x.data(), opt_, pool(), f.data(), topk);
   });
   sublayer(b.hc_ffn, b.ffn_norm, [&] { moe_forward(b.moe, cfg_, x.data(), ids, rows, opt_, pool(), f.data()); });
 }

@@ -85,7 +85,7 @@ class Model {
   std::vector<float> head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const;
   // The global pool is looked up per call: its size may change (--threads, tests).
   ThreadPool& pool() const;
-  const Rope& rope_for(int ratio) const { return ratio > 0 ? rope_compressed_ : rope_window_; }
+  const Rope& rope_for(LayerKind k) const { return has_compressor(k) ? rope_compressed_ : rope_window_; }
 
   std::unique_ptr<Checkpoint> ckpt_;
   ModelConfig cfg_;

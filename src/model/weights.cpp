@@ -133,11 +133,11 @@ class Binder {
     return {floats(p + "_fn", {rows, nD}), floats(p + "_base", {rows}), floats(p + "_scale", {head ? 1 : 3})};
   }
 
-  CompressorWeights compressor(const std::string& p, int ratio, int d_c) {
+  CompressorWeights compressor(const std::string& p, LayerKind kind, int ratio, int d_c) {
     CompressorWeights c;
     c.ratio = ratio;
     c.d_c = d_c;
-    c.overlap = ratio == 4;
+    c.overlap = overlapping_compressor(kind);
     const int64_t w = c.width();
     c.wkv = plain_linear(p + ".wkv", w, cfg_.dim);
     c.wgate = plain_linear(p + ".wgate", w, cfg_.dim);
@@ -146,8 +146,11 @@ class Binder {
     return c;
   }
 
-  BlockWeights block(const std::string& p, int layer_id, int ratio) {
+  // layer_id indexes compress_ratios: backbone layers, then the MTP/DSpark stages.
+  BlockWeights block(const std::string& p, int layer_id) {
     const ModelConfig& c = cfg_;
+    const LayerKind kind = c.layer_kind(layer_id);
+    const int ratio = c.layer_ratio(layer_id);
     const int n = c.hc_mult, mix = (2 + n) * n;
     BlockWeights b;
     b.layer_id = layer_id;
@@ -156,6 +159,7 @@ class Binder {
     b.attn_norm = floats(p + "attn_norm.weight", {c.dim});
     b.ffn_norm = floats(p + "ffn_norm.weight", {c.dim});
     AttentionWeights& a = b.attn;
+    a.kind = kind;
     a.ratio = ratio;
     a.wq_a = linear(p + "attn.wq_a", c.q_lora_rank, c.dim);
     a.q_norm = floats(p + "attn.q_norm.weight", {c.q_lora_rank});
@@ -166,11 +170,11 @@ class Binder {
                     int64_t(c.n_heads / c.o_groups) * c.head_dim);
     a.wo_b = linear(p + "attn.wo_b", c.dim, int64_t(c.o_groups) * c.o_lora_rank);
     a.sink = floats(p + "attn.attn_sink", {c.n_heads});
-    if (ratio > 0) a.comp = compressor(p + "attn.compressor", ratio, c.head_dim);
-    if (ratio == 4) {
+    if (has_compressor(kind)) a.comp = compressor(p + "attn.compressor", kind, ratio, c.head_dim);
+    if (has_indexer(kind)) {
       a.indexer.wq_b = linear(p + "attn.indexer.wq_b", int64_t(c.index_n_heads) * c.index_head_dim, c.q_lora_rank);
       a.indexer.weights_proj = plain_linear(p + "attn.indexer.weights_proj", c.index_n_heads, c.dim);
-      a.indexer.comp = compressor(p + "attn.indexer.compressor", ratio, c.index_head_dim);
+      a.indexer.comp = compressor(p + "attn.indexer.compressor", kind, ratio, c.index_head_dim);
     }
     MoeWeights& m = b.moe;
     m.gate = plain_linear(p + "ffn.gate", c.n_routed_experts, c.dim);
@@ -245,11 +249,11 @@ ModelWeights bind_weights(const Checkpoint& ck, const ModelConfig& c) {
   w.norm = b.floats("norm.weight", {c.dim});
   w.hc_head = b.hc("hc_head", c.hc_mult, true);
   for (int l = 0; l < c.n_layers; ++l)
-    w.blocks.push_back(b.block(fmt::format("layers.{}.", l), l, c.layer_ratio(l)));
+    w.blocks.push_back(b.block(fmt::format("layers.{}.", l), l));
   if (c.is_dspark()) {
     auto d = std::make_unique<DSparkWeights>();
     for (int s = 0; s < c.n_mtp_layers; ++s)
-      d->stages.push_back(b.block(fmt::format("mtp.{}.", s), c.n_layers + s, 0));
+      d->stages.push_back(b.block(fmt::format("mtp.{}.", s), c.n_layers + s));
     const int64_t taps = int64_t(c.dspark_target_layer_ids.size()) * c.dim;
     const std::string last = fmt::format("mtp.{}.", c.n_mtp_layers - 1);
     d->main_proj = b.linear("mtp.0.main_proj", c.dim, taps);
@@ -262,7 +266,7 @@ ModelWeights bind_weights(const Checkpoint& ck, const ModelConfig& c) {
     w.dspark = std::move(d);
   } else if (c.n_mtp_layers > 0 && ck.find("mtp.0.e_proj.weight")) {
     auto m = std::make_unique<MtpWeights>();
-    m->block = b.block("mtp.0.", c.n_layers, 0);
+    m->block = b.block("mtp.0.", c.n_layers);
     m->e_proj = b.linear("mtp.0.e_proj", c.dim, c.dim);
     m->h_proj = b.linear("mtp.0.h_proj", c.dim, c.dim);
     m->enorm = b.floats("mtp.0.enorm.weight", {c.dim});

@@ -41,9 +41,10 @@ struct IndexerWeights {
 struct AttentionWeights {
   FloatVec q_norm, kv_norm, sink;
   Linear wq_a, wq_b, wkv, wo_a, wo_b;
+  LayerKind kind = LayerKind::SlidingWindow;
   int ratio = 0;
-  CompressorWeights comp;  // ratio > 0
-  IndexerWeights indexer;  // ratio == 4
+  CompressorWeights comp;  // has_compressor(kind)
+  IndexerWeights indexer;  // has_indexer(kind)
 };
 
 struct ExpertWeights {
