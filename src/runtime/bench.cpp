@@ -78,13 +78,13 @@ double decode_bytes_per_token(const Model& m, int64_t ctx) {
     b += 2 * 4.0 * (2 + c.hc_mult) * c.hc_mult * nD;  // hc_attn_fn, hc_ffn_fn
     for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) b += lin_bytes(*l);
     b += double(std::min<int64_t>(ctx, c.window_size)) * kv_row;
-    if (a.ratio > 0) b += lin_bytes(a.comp.wkv) + lin_bytes(a.comp.wgate);
-    if (a.ratio == 4) {
+    if (has_compressor(a.kind)) b += lin_bytes(a.comp.wkv) + lin_bytes(a.comp.wgate);
+    if (has_indexer(a.kind)) {
       b += lin_bytes(a.indexer.wq_b) + lin_bytes(a.indexer.weights_proj) + lin_bytes(a.indexer.comp.wkv) +
            lin_bytes(a.indexer.comp.wgate);
-      b += double(ctx / 4) * c.index_head_dim * 4.0;                               // index-key scan
-      b += double(std::min<int64_t>(ctx / 4, c.index_topk)) * kv_row;              // picked rows
-    } else if (a.ratio > 0) {
+      b += double(ctx / a.ratio) * c.index_head_dim * 4.0;                         // index-key scan
+      b += double(std::min<int64_t>(ctx / a.ratio, c.index_topk)) * kv_row;        // picked rows
+    } else if (reads_all_compressed(a.kind)) {
       b += double(ctx / a.ratio) * kv_row;
     }
     b += lin_bytes(blk.moe.gate) + expert_bytes(blk.moe.shared) +
@@ -102,13 +102,13 @@ double prefill_flops_per_token(const Model& m, int64_t ctx) {
     const AttentionWeights& a = blk.attn;
     for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) f += lin_flops(*l);
     double rows = std::min<double>(avg, c.window_size);
-    if (a.ratio > 0) f += lin_flops(a.comp.wkv) + lin_flops(a.comp.wgate);
-    if (a.ratio == 4) {
+    if (has_compressor(a.kind)) f += lin_flops(a.comp.wkv) + lin_flops(a.comp.wgate);
+    if (has_indexer(a.kind)) {
       f += lin_flops(a.indexer.wq_b) + lin_flops(a.indexer.weights_proj) + lin_flops(a.indexer.comp.wkv) +
            lin_flops(a.indexer.comp.wgate);
-      f += 2.0 * c.index_n_heads * c.index_head_dim * (avg / 4);
-      rows += std::min<double>(avg / 4, c.index_topk);
-    } else if (a.ratio > 0) {
+      f += 2.0 * c.index_n_heads * c.index_head_dim * (avg / a.ratio);
+      rows += std::min<double>(avg / a.ratio, c.index_topk);
+    } else if (reads_all_compressed(a.kind)) {
       rows += avg / a.ratio;
     }
     f += 2.0 * 2.0 * c.n_heads * c.head_dim * rows;  // scores and weighted sum
