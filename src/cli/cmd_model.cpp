@@ -119,8 +119,9 @@ void cmd_inspect(const ModelArgs& a) {
               cfg.n_routed_experts, cfg.n_activated_experts, cfg.n_mtp_layers);
   std::printf("layers:");
   for (int l = 0; l < cfg.n_layers + cfg.n_mtp_layers; ++l) {
-    int r = cfg.layer_ratio(l);
-    std::string kind = r == 0 ? "SWA" : r == 4 ? "CSA" : fmt::format("HCA{}", r);
+    const LayerKind k = cfg.layer_kind(l);
+    std::string kind = layer_kind_name(k);
+    if (k == LayerKind::HCA) kind += std::to_string(cfg.layer_ratio(l));  // the schedule shows "HCA128"
     if (l < cfg.n_hash_layers) kind += "+hash";
     if (l >= cfg.n_layers) kind = fmt::format("MTP{}", l - cfg.n_layers);
     std::printf(" %d:%s", l, kind.c_str());

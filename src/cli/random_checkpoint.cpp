@@ -225,8 +225,9 @@ ModelConfig make_config(const RandomCheckpointSpec& s) {
   c.n_shared_experts = 1;
   c.n_hash_layers = s.hash_layers >= 0 ? std::min(s.hash_layers, s.layers) : std::min(3, s.layers / 2);
   // The bulk of both models alternates CSA and HCA layers.
-  for (int l = 0; l < s.layers; ++l) c.compress_ratios.push_back(l % 2 == 0 ? 4 : 128);
-  if (s.mtp) c.compress_ratios.push_back(0);
+  for (int l = 0; l < s.layers; ++l)
+    c.compress_ratios.push_back(compress_ratio(l % 2 == 0 ? LayerKind::CSA : LayerKind::HCA));
+  if (s.mtp) c.compress_ratios.push_back(compress_ratio(LayerKind::SlidingWindow));
   return c;
 }
 
@@ -280,7 +281,10 @@ nlohmann::ordered_json hf_config(const ModelConfig& c, bool fp4) {
   return j;
 }
 
-std::vector<Item> block_items(const ModelConfig& c, const std::string& p, int layer, int ratio, bool fp4) {
+// layer indexes compress_ratios: backbone layers, then the MTP stage.
+std::vector<Item> block_items(const ModelConfig& c, const std::string& p, int layer, bool fp4) {
+  const LayerKind kind = c.layer_kind(layer);
+  const int ratio = c.layer_ratio(layer);
   const int64_t D = c.dim, nD = int64_t(c.hc_mult) * D, mix_rows = (2 + c.hc_mult) * c.hc_mult;
   const float s_hc = float(1.0 / std::sqrt(double(nD)));
   auto lin = [&](const std::string& n, int64_t out, int64_t in, float mult = 1.0f) {
@@ -307,14 +311,14 @@ std::vector<Item> block_items(const ModelConfig& c, const std::string& p, int la
   v.push_back(lin("attn.wo_b", D, int64_t(c.o_groups) * c.o_lora_rank, 0.5f));
   v.push_back({p + "attn.attn_sink", Kind::F32Normal, c.n_heads, 0, 1.0f});
   auto compressor = [&](const std::string& cp, int dc) {
-    const int64_t w = (ratio == 4 ? 2 : 1) * dc;
+    const int64_t w = (overlapping_compressor(kind) ? 2 : 1) * dc;
     v.push_back(bf(cp + ".wkv", w, D));
     v.push_back(bf(cp + ".wgate", w, D));
     v.push_back({p + cp + ".ape", Kind::F32Normal, ratio, w, 0.5f});
     v.push_back(norm(cp + ".norm.weight", dc));
   };
-  if (ratio > 0) compressor("attn.compressor", c.head_dim);
-  if (ratio == 4) {
+  if (has_compressor(kind)) compressor("attn.compressor", c.head_dim);
+  if (has_indexer(kind)) {
     v.push_back(lin("attn.indexer.wq_b", int64_t(c.index_n_heads) * c.index_head_dim, c.q_lora_rank));
     v.push_back(bf("attn.indexer.weights_proj", c.index_n_heads, D));
     compressor("attn.indexer.compressor", c.index_head_dim);
@@ -354,9 +358,9 @@ void write_random_checkpoint(const RandomCheckpointSpec& spec, const std::string
                     {"hc_head_fn", Kind::F32Normal, c.hc_mult, int64_t(c.hc_mult) * D, float(1.0 / std::sqrt(double(c.hc_mult * D)))},
                     {"hc_head_base", Kind::F32Normal, c.hc_mult, 0, 0.5f},
                     {"hc_head_scale", Kind::F32Uniform, 1, 0, 0.5f, 1.5f}});
-  for (int l = 0; l < c.n_layers; ++l) shards.push_back(block_items(c, "layers." + std::to_string(l) + ".", l, c.compress_ratios[size_t(l)], fp4));
+  for (int l = 0; l < c.n_layers; ++l) shards.push_back(block_items(c, "layers." + std::to_string(l) + ".", l, fp4));
   if (spec.mtp) {
-    auto v = block_items(c, "mtp.0.", c.n_layers, 0, fp4);
+    auto v = block_items(c, "mtp.0.", c.n_layers, fp4);
     const float s = 1.0f / std::sqrt(float(D));
     v.push_back({"mtp.0.e_proj", Kind::FP8, D, D, s});
     v.push_back({"mtp.0.h_proj", Kind::FP8, D, D, s});
