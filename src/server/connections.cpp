@@ -74,13 +74,17 @@ void send_now(int fd, const std::string& s) {
   (void)::send(fd, s.data(), s.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-// Sends a final answer; the connection then only drains what the client still sends.
-void answer_and_drain(Connection& c, const std::string& response) {
-  send_now(c.fd, response);
+// After a final answer the connection only drains what the client still sends, then the poller closes it.
+void start_drain(Connection& c) {
   ::shutdown(c.fd, SHUT_WR);
   c.state = Connection::State::Closing;
   c.buf.clear();
   c.deadline = Clock::now() + seconds(kDrainSeconds);
+}
+
+void answer_and_drain(Connection& c, const std::string& response) {
+  send_now(c.fd, response);
+  start_drain(c);
 }
 
 bool endpoint(int fd, bool peer, std::string& ip, int& port) {
@@ -531,10 +535,7 @@ bool HttpServer::serve_one(Connection& c) {
   }
   t_current_socket = -1;
   if (strm.timed_out()) {
-    ::shutdown(c.fd, SHUT_WR);  // 408 sent; the poller drains and closes
-    c.state = Connection::State::Closing;
-    c.buf.clear();
-    c.deadline = Clock::now() + seconds(kDrainSeconds);
+    start_drain(c);  // the stream sent its 408
     return false;
   }
   c.state = Connection::State::Idle;
