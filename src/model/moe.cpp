@@ -21,6 +21,15 @@ namespace {
 float softplus(float z) { return z > 20.0f ? z : std::log1p(std::exp(z)); }
 }  // namespace
 
+std::vector<int32_t> distinct_experts(const std::vector<int32_t>& routed, int n_experts) {
+  std::vector<char> seen(size_t(n_experts), 0);
+  for (int32_t e : routed) seen[size_t(e)] = 1;
+  std::vector<int32_t> out;
+  for (int e = 0; e < n_experts; ++e)
+    if (seen[size_t(e)]) out.push_back(e);
+  return out;
+}
+
 Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, const int32_t* ids, int64_t S,
                   ThreadPool& pool) {
   const int E = cfg.n_routed_experts, k = cfg.n_activated_experts;
@@ -70,12 +79,19 @@ void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const flo
   matmul(e.w2, g.data(), S, out, act_quant, pool);
 }
 
-void moe_forward(const MoeWeights& w, const ModelConfig& cfg, const float* x, const int32_t* ids, int64_t S,
-                 const NumericsOptions& opt, ThreadPool& pool, float* out) {
+void moe_forward(const MoeWeights& w, const MoeContext& mc, const ModelConfig& cfg, const float* x, const int32_t* ids,
+                 int64_t S, const NumericsOptions& opt, ThreadPool& pool, float* out) {
   const int D = cfg.dim, k = cfg.n_activated_experts;
   const float limit = float(cfg.swiglu_limit);
   std::optional<profile::Scope> phase(std::in_place, "moe.route");
   Routing r = moe_route(w, cfg, x, ids, S, pool);
+  // A streaming store is told now which experts the next layer will likely route to (this layer's
+  // input through the next gate), so their reads overlap this layer's experts and the next attention.
+  if (mc.store.streams() && mc.next && !mc.next->hash()) {
+    phase.emplace("moe.predict");
+    std::vector<int32_t> guess = distinct_experts(moe_route(*mc.next, cfg, x, ids, S, pool).experts, cfg.n_routed_experts);
+    mc.store.prefetch(mc.next_layer, guess.data(), guess.size(), ExpertPredictor::NextGate);
+  }
   phase.emplace("moe.experts");
   // One job per expert with tokens: its (token, slot) pairs; outputs land per pair.
   struct Job {
@@ -90,29 +106,46 @@ void moe_forward(const MoeWeights& w, const ModelConfig& cfg, const float* x, co
       if (!by_expert[size_t(e)].empty()) jobs.push_back({e, std::move(by_expert[size_t(e)])});
   }
   std::vector<float> pair_out(size_t(S * k) * size_t(D));
-  auto run = [&](const Job& j, ThreadPool& p) {
+  auto run = [&](const Job& j, const ExpertWeights& ew, ThreadPool& p) {
     const int64_t n = int64_t(j.pairs.size());
     std::vector<float> xs(size_t(n * D)), ys(size_t(n * D)), scale(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       std::copy_n(x + (j.pairs[size_t(i)] / k) * D, D, xs.data() + i * D);
       scale[size_t(i)] = r.weights[size_t(j.pairs[size_t(i)])];
     }
-    expert_forward(w.experts[size_t(j.e)], xs.data(), n, scale.data(), limit, opt.act_quant, p, ys.data());
+    expert_forward(ew, xs.data(), n, scale.data(), limit, opt.act_quant, p, ys.data());
     for (int64_t i = 0; i < n; ++i) std::copy_n(ys.data() + i * D, D, pair_out.data() + j.pairs[size_t(i)] * D);
   };
-  // Many experts (prefill): each thread takes whole experts, largest first, and its products run
-  // inline, so no thread waits for another between matrices. Few (decode): every product is split.
-  if (jobs.size() >= 2 * size_t(pool.size())) {
-    std::vector<size_t> order(jobs.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return jobs[a].pairs.size() > jobs[b].pairs.size(); });
-    std::atomic<size_t> next{0};
-    pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
-      for (size_t i; (i = next.fetch_add(1)) < order.size();) run(jobs[order[i]], pool);
-    });
-  } else {
-    for (const Job& j : jobs) run(j, pool);
+  // The store may hold fewer experts at once than the layer needs (a prefill under a small RAM
+  // budget): the experts then run in waves, each pinned while it runs and the next one prefetched.
+  // Every pair's output is computed alone, so the waves change nothing in the result.
+  const size_t wave = std::max<size_t>(1, std::min(jobs.size(), mc.store.max_pinned()));
+  std::vector<int32_t> ids_of(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) ids_of[i] = jobs[i].e;
+  std::vector<const ExpertWeights*> views(jobs.size());
+  for (size_t w0 = 0; w0 < jobs.size(); w0 += wave) {
+    const size_t nw = std::min(wave, jobs.size() - w0);
+    if (w0 + nw < jobs.size())
+      mc.store.prefetch(mc.layer, ids_of.data() + w0 + nw, std::min(wave, jobs.size() - w0 - nw), ExpertPredictor::Wave);
+    {
+      profile::Scope wait("moe.expert_wait");
+      mc.store.acquire(mc.layer, ids_of.data() + w0, nw, views.data() + w0);
+    }
+    // Many experts (prefill): each thread takes whole experts, largest first, and its products run
+    // inline, so no thread waits for another between matrices. Few (decode): every product is split.
+    if (nw >= 2 * size_t(pool.size())) {
+      std::vector<size_t> order(nw);
+      for (size_t i = 0; i < nw; ++i) order[i] = w0 + i;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return jobs[a].pairs.size() > jobs[b].pairs.size(); });
+      std::atomic<size_t> next{0};
+      pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
+        for (size_t i; (i = next.fetch_add(1)) < order.size();) run(jobs[order[i]], *views[order[i]], pool);
+      });
+    } else {
+      for (size_t i = w0; i < w0 + nw; ++i) run(jobs[i], *views[i], pool);
+    }
+    mc.store.release(mc.layer, ids_of.data() + w0, nw);
   }
   // Routed sum in ascending expert id per token, whoever computed each expert.
   std::vector<float> y(size_t(S * D), 0.0f), ys(size_t(S * D));

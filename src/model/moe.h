@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "io/config.h"
+#include "model/expert_store.h"
 #include "model/options.h"
 #include "model/weights.h"
 
@@ -20,8 +21,18 @@ struct Routing {
 // x: ffn_norm output [S, D]; ids: the tokens (hash routing reads the current token).
 Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, const int32_t* ids, int64_t S,
                   ThreadPool& pool);
-void moe_forward(const MoeWeights& w, const ModelConfig& cfg, const float* x, const int32_t* ids, int64_t S,
-                 const NumericsOptions& opt, ThreadPool& pool, float* out);
+// The layer's place in the forward: where its experts come from, its id there, and the next block's
+// MoE, whose gate predicts what a streaming store should prefetch.
+struct MoeContext {
+  ExpertStore& store;
+  int layer = 0;
+  const MoeWeights* next = nullptr;
+  int next_layer = -1;
+};
+void moe_forward(const MoeWeights& w, const MoeContext& mc, const ModelConfig& cfg, const float* x, const int32_t* ids,
+                 int64_t S, const NumericsOptions& opt, ThreadPool& pool, float* out);
+// The ascending distinct expert ids of a routing's [S, k] picks.
+std::vector<int32_t> distinct_experts(const std::vector<int32_t>& routed, int n_experts);
 
 // One SwiGLU expert over S rows: out = w2(bf16-free h) with h = silu(min(g, L)) · clamp(u, ±L) · scale_s.
 void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const float* row_scale, float limit,

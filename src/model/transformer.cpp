@@ -59,7 +59,23 @@ Model::Model(const std::string& dir, const NumericsOptions& opt)
       w_(bind_weights(*ckpt_, cfg_)),
       opt_(opt),
       rope_window_(rope_params(cfg_, false)),
-      rope_compressed_(rope_params(cfg_, true)) {}
+      rope_compressed_(rope_params(cfg_, true)),
+      experts_(std::make_shared<MappedExperts>(w_)) {}
+
+void Model::set_expert_store(std::shared_ptr<ExpertStore> s) { experts_ = s ? std::move(s) : std::make_shared<MappedExperts>(w_); }
+
+void Model::prefetch_hash_experts(const std::vector<int32_t>& ids) const {
+  if (!experts_->streams()) return;
+  for (const BlockWeights& b : w_.blocks) {
+    if (!b.moe.hash()) continue;
+    std::vector<int32_t> routed;
+    for (int32_t t : ids)
+      for (int i = 0; i < cfg_.n_activated_experts; ++i)
+        routed.push_back(int32_t(b.moe.tid2eid_at(t, i, cfg_.n_activated_experts)));
+    auto e = distinct_experts(routed, cfg_.n_routed_experts);
+    experts_->prefetch(b.layer_id, e.data(), e.size(), ExpertPredictor::Hash);
+  }
+}
 
 ThreadPool& Model::pool() const { return ThreadPool::global(); }
 
@@ -76,7 +92,7 @@ SequenceState Model::new_sequence() const {
 
 void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>& states,
                           const std::vector<Segment>& segs, float* X, const int32_t* ids,
-                          std::vector<std::vector<int32_t>>* topk) const {
+                          std::vector<std::vector<int32_t>>* topk, const BlockWeights* next) const {
   const int n = cfg_.hc_mult, D = cfg_.dim;
   const size_t nD = size_t(n) * size_t(D);
   const int64_t rows = total_rows(segs);
@@ -111,7 +127,8 @@ void Model::block_forward(const BlockWeights& b, const std::vector<BlockState*>&
     for (auto* s : states) as.push_back(&s->attn);
     attention_forward(b.attn, as, segs, cfg_, rope_for(b.attn.kind), x.data(), opt_, pool(), f.data(), topk);
   });
-  sublayer(b.hc_ffn, b.ffn_norm, [&] { moe_forward(b.moe, cfg_, x.data(), ids, rows, opt_, pool(), f.data()); });
+  const MoeContext mc{*experts_, b.layer_id, next ? &next->moe : nullptr, next ? next->layer_id : -1};
+  sublayer(b.hc_ffn, b.ffn_norm, [&] { moe_forward(b.moe, mc, cfg_, x.data(), ids, rows, opt_, pool(), f.data()); });
 }
 
 std::vector<float> Model::head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const {
@@ -154,6 +171,8 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     row += s.S;
   }
   const int64_t rows = row;
+  experts_->begin_forward();
+  prefetch_hash_experts(ids);  // hash-routed layers' experts are known from the token ids alone
   std::vector<float> X(size_t(rows) * nD);
   pool().parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
@@ -170,7 +189,8 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     std::vector<BlockState*> states;
     for (auto& s : in) states.push_back(&s.st->layers[l]);
     std::vector<std::vector<int32_t>> topk;
-    block_forward(w_.blocks[l], states, segs, X.data(), ids.data(), &topk);
+    block_forward(w_.blocks[l], states, segs, X.data(), ids.data(), &topk,
+                  l + 1 < w_.blocks.size() ? &w_.blocks[l + 1] : nullptr);
     for (size_t i = 0; i < in.size(); ++i) {
       res[i].last_topk.push_back(topk.empty() ? std::vector<int32_t>{} : topk[size_t(last_rows[i])]);
       if (fo.keep_layer_streams)
@@ -235,7 +255,8 @@ std::vector<std::vector<float>> Model::mtp_forward_batch(const std::vector<MtpIn
       }
   std::vector<BlockState*> states;
   for (auto& s : in) states.push_back(&s.st->mtp[0]);
-  block_forward(m.block, states, segs, X.data(), ids.data(), nullptr);
+  experts_->begin_forward();
+  block_forward(m.block, states, segs, X.data(), ids.data(), nullptr, nullptr);
   std::vector<int64_t> last;
   for (auto& s : segs) last.push_back(s.row0 + s.S - 1);
   std::vector<float> Xh = gather_rows(X, last, nD);

@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "kernels/rope.h"
 #include "model/attention.h"
+#include "model/expert_store.h"
 #include "model/options.h"
 #include "model/weights.h"
 
@@ -46,11 +47,16 @@ struct ForwardOptions {
 class Model {
  public:
   Model(const std::string& dir, const NumericsOptions& opt = {});
+  Model(const Model&) = delete;  // views and the expert store point into it
+  Model& operator=(const Model&) = delete;
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return w_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
   const NumericsOptions& numerics() const { return opt_; }
   bool has_mtp() const { return w_.mtp != nullptr; }
+  // Where routed experts come from (default: the memory map). Null restores the default.
+  void set_expert_store(std::shared_ptr<ExpertStore> s);
+  ExpertStore& expert_store() const { return *experts_; }
 
   SequenceState new_sequence() const;
 
@@ -81,7 +87,9 @@ class Model {
 
  private:
   void block_forward(const BlockWeights& b, const std::vector<BlockState*>& states, const std::vector<Segment>& segs,
-                     float* X, const int32_t* ids, std::vector<std::vector<int32_t>>* topk) const;
+                     float* X, const int32_t* ids, std::vector<std::vector<int32_t>>* topk,
+                     const BlockWeights* next) const;
+  void prefetch_hash_experts(const std::vector<int32_t>& ids) const;
   std::vector<float> head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const;
   // The global pool is looked up per call: its size may change (--threads, tests).
   ThreadPool& pool() const;
@@ -92,6 +100,7 @@ class Model {
   ModelWeights w_;
   NumericsOptions opt_;
   Rope rope_window_, rope_compressed_;
+  std::shared_ptr<ExpertStore> experts_;
 };
 
 }  // namespace dsv4
