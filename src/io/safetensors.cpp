@@ -167,6 +167,14 @@ const TensorInfo& Checkpoint::get(const std::string& name) const {
   return *t;
 }
 
+Checkpoint::Location Checkpoint::locate(const uint8_t* p) const {
+  for (auto& f : files_) {
+    const MappedFile& m = f->mapped();
+    if (p >= m.data() && p < m.data() + m.size()) return {&m.path(), uint64_t(p - m.data())};
+  }
+  fail("address {} lies in no shard of {}", static_cast<const void*>(p), dir_);
+}
+
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
   json header = json::object();
   header["__metadata__"] = {{"format", "pt"}};

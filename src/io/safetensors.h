@@ -31,6 +31,7 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path);
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::string& path() const { return file_.path(); }
+  const MappedFile& mapped() const { return file_; }
 
  private:
   MappedFile file_;
@@ -46,6 +47,12 @@ class Checkpoint {
   const std::map<std::string, const TensorInfo*>& tensors() const { return index_; }
   const std::string& dir() const { return dir_; }
   size_t num_files() const { return files_.size(); }
+  // Where mapped bytes lie on disk, for readers that bypass the map (the expert cache's direct reads).
+  struct Location {
+    const std::string* path = nullptr;
+    uint64_t offset = 0;
+  };
+  Location locate(const uint8_t* p) const;  // throws if p is in no shard
 
  private:
   std::string dir_;
