@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/ram_budget_args.h"
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -30,8 +31,10 @@ struct ModelArgs {
   int threads = 0;
   bool no_act_quant = false;
   bool first_revision = false;
+  std::string ram_budget;
 
   void add(CLI::App* c) {
+    add_ram_budget_option(c, ram_budget);
     c->add_option("-m,--model", dir, "checkpoint folder")->required();
     c->add_option("-t,--threads", threads, "worker threads (default: all cores)");
     c->add_flag("--no-act-quant", no_act_quant, "fp32 activations: no FP8/FP4 activation, KV or index round-trips");
@@ -90,7 +93,8 @@ std::string inspect_tokenizer(const std::string& dir, const ModelConfig& cfg, st
   }
 }
 
-void cmd_inspect(const ModelArgs& a) {
+void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
+  const auto budget = ram_budget_arg(ram_budget);
   std::optional<ModelConfig> cfg_or;
   std::optional<Checkpoint> ck_or;
   try {
@@ -151,6 +155,7 @@ void cmd_inspect(const ModelArgs& a) {
                    expert_params / cfg.n_routed_experts * cfg.n_activated_experts;
   std::printf("active parameters per token (backbone, %d of %d experts): %.6g\n", cfg.n_activated_experts,
               cfg.n_routed_experts, double(active));
+  if (budget && w) std::printf("%s\n", describe_budget(plan_weights(ck, *w, cfg), *budget, true).c_str());
   std::erase(errors, std::string());
   if (!errors.empty()) {
     std::printf("validation: FAILED\n");
@@ -171,7 +176,9 @@ void cmd_logits(const ModelArgs& a, const LogitsArgs& la) {
   auto ids = parse_ids(read_text_file(la.ids_file), la.ids_file);
   const int64_t T = int64_t(ids.size());
   if (la.prefill < 1 || la.prefill > T) fail("--prefill must lie in [1, {}] (the number of ids)", T);
+  const auto budget = ram_budget_arg(a.ram_budget);
   Model model(a.dir, a.numerics());
+  attach_ram_budget(model, budget);
   const int64_t V = model.config().vocab_size, N = la.prefill;
   const bool mtp = !la.mtp_out.empty();
   if (mtp && !model.has_mtp()) fail("{} has no preview MTP block (mtp.0.e_proj)", a.dir);
@@ -204,7 +211,9 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
   a.apply_threads();
   auto ids = parse_ids(ids_text, "--ids");
   if (ids.empty()) fail("--ids needs at least one token id");
+  const auto budget = ram_budget_arg(a.ram_budget);
   Model model(a.dir, a.numerics());
+  attach_ram_budget(model, budget);
   const int64_t V = model.config().vocab_size;
   SequenceState st = model.new_sequence();
   auto r = model.forward(st, ids.data(), int64_t(ids.size()));
@@ -222,7 +231,9 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
 void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json, bool phases) {
   a.apply_threads();
   profile::enable(phases);
+  const auto budget = ram_budget_arg(a.ram_budget);
   Model model(a.dir, a.numerics());
+  attach_ram_budget(model, budget);
   std::vector<int64_t> ctxs;
   for (auto& t : parse_ids([&] { std::string s = ctx_list; std::replace(s.begin(), s.end(), ',', ' '); return s; }(), "--ctx"))
     ctxs.push_back(t);
@@ -241,6 +252,16 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                         {"prefill_flops_per_token", r.prefill_flops_per_token},
                         {"peak_flops_per_s", r.peak_flops_per_s},
                         {"prefill_roofline_ratio", r.prefill_roofline_ratio}};
+    if (r.streaming) {
+      j["expert_cache_hit_rate"] = r.expert_cache_hit_rate;
+      j["hash_predictor_hit_rate"] = r.hash_predictor_hit_rate;
+      j["next_gate_predictor_hit_rate"] = r.next_gate_predictor_hit_rate;
+      j["disk_bytes_per_token"] = r.disk_bytes_per_token;
+      j["process_disk_bytes_per_token"] = r.process_disk_bytes_per_token;
+      j["disk_read_bandwidth_bytes_per_s"] = r.disk_read_bandwidth_bytes_per_s;
+      j["disk_probe_direct"] = r.disk_probe_direct;
+      j["stream_roofline_ratio"] = r.stream_roofline_ratio;
+    }
     if (phases) {
       j["prefill_phase_s"] = nlohmann::json::object();
       j["decode_phase_s"] = nlohmann::json::object();
@@ -255,6 +276,13 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                   (long long)ctx, r.decode_tokens_per_s, r.decode_bytes_per_token, r.read_bandwidth_bytes_per_s / 1e9,
                   100 * r.decode_roofline_ratio, r.prefill_tokens_per_s, r.prefill_flops_per_token,
                   r.peak_flops_per_s / 1e9, 100 * r.prefill_roofline_ratio);
+      if (r.streaming)
+        std::printf("  streaming: expert cache hit rate %.1f%% (hash predictor %.1f%%, next-gate predictor %.1f%%), "
+                    "%.3g disk B/token (process I/O counter %.3g), disk %.3g GB/s%s -> %.1f%% of the stream roofline\n",
+                    100 * r.expert_cache_hit_rate, 100 * r.hash_predictor_hit_rate,
+                    100 * r.next_gate_predictor_hit_rate, r.disk_bytes_per_token, r.process_disk_bytes_per_token,
+                    r.disk_read_bandwidth_bytes_per_s / 1e9, r.disk_probe_direct ? " (O_DIRECT)" : "",
+                    100 * r.stream_roofline_ratio);
       if (phases) {
         std::printf("  %-18s %12s %14s\n", "phase", "prefill ms", "decode ms/step");
         for (auto& [name, sec] : r.prefill_phases) {
@@ -273,13 +301,15 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
 
 void register_model_commands(CLI::App& app) {
   static ModelArgs inspect_args, logits_args, gen_args;
+  static std::string inspect_budget;
   static LogitsArgs la;
   static std::string gen_ids;
   static int gen_n = 16;
 
   auto* inspect = app.add_subcommand("inspect", "describe and validate a checkpoint");
   inspect->add_option("-m,--model", inspect_args.dir, "checkpoint folder")->required();
-  inspect->callback([] { cmd_inspect(inspect_args); });
+  inspect->add_option("--ram-budget", inspect_budget, "also print what would stay resident and what would stream");
+  inspect->callback([] { cmd_inspect(inspect_args, inspect_budget); });
 
   auto* logits = app.add_subcommand("logits", "teacher-forced logits: prefill N ids, then decode the rest");
   logits_args.add(logits);

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
+#include "cli/ram_budget_args.h"
 #include "runtime/scheduler.h"
 #include "tokenizer/model_fit.h"
 
@@ -28,6 +29,7 @@ struct GenerationArgs {
   int64_t ctx = 65536;
   int parallel = 1;
   double cache_mb = 1024;
+  std::string ram_budget;
   // Sampling; unset values come from the checkpoint's generation_config.json, then the API defaults.
   float temperature = -1, top_p = -1, min_p = 0, repeat_penalty = 1, presence = 0, frequency = 0;
   int top_k = 0, max_tokens = 512;
@@ -41,6 +43,7 @@ struct GenerationArgs {
     c->add_flag("--no-act-quant", no_act_quant, "fp32 activations, no FP8/FP4 round-trips");
     c->add_option("--ctx", ctx, "context length per sequence (prompt + completion)");
     c->add_option("--cache-mb", cache_mb, "RAM budget of the prefix cache in MiB");
+    add_ram_budget_option(c, ram_budget);
     if (server) {
       c->add_option("--parallel", parallel, "sequences decoded together");
       return;
@@ -61,8 +64,10 @@ struct GenerationArgs {
 
   std::unique_ptr<Engine> load() const {
     if (threads > 0) ThreadPool::set_global_threads(threads);
+    const auto budget = ram_budget_arg(ram_budget);
     auto e = std::make_unique<Engine>(Tokenizer::load(dir));
     e->model = std::make_unique<Model>(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{});
+    attach_ram_budget(*e->model, budget);
     const ModelConfig& c = e->model->config();
     check_tokenizer_fits(e->tok, {c.vocab_size, c.bos_token_id, c.eos_token_id}, dir);
     SchedulerOptions so;

@@ -1,12 +1,22 @@
 #include "runtime/bench.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul_simd.h"
+#include "runtime/expert_cache.h"
 
 namespace dsv4 {
 
@@ -49,6 +59,62 @@ double ReadBandwidthProbe::measure(int reps) const {
   }
   return best;
 }
+
+double measure_disk_read(const Checkpoint& ck, double seconds, int threads, bool* direct) {
+  constexpr uint64_t kBlock = uint64_t(4) << 20;
+  std::set<std::string> paths;
+  for (auto& [name, t] : ck.tensors()) paths.insert(*t->file);
+  struct File {
+    int fd;
+    uint64_t size;
+  };
+  std::vector<File> files;
+  bool all_direct = true;
+  for (auto& p : paths) {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd < 0) {
+      all_direct = false;
+      fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    struct stat sb;
+    if (fd >= 0 && ::fstat(fd, &sb) == 0 && uint64_t(sb.st_size) >= kBlock) files.push_back({fd, uint64_t(sb.st_size)});
+    else if (fd >= 0) ::close(fd);
+  }
+  if (direct) *direct = all_direct;
+  if (files.empty()) return 0;
+  std::atomic<uint64_t> total{0};
+  const auto t0 = Clock::now();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      void* buf = std::aligned_alloc(4096, kBlock);
+      std::mt19937_64 rng(0x5eed + uint64_t(t));
+      while (seconds_since(t0) < seconds) {
+        const File& f = files[rng() % files.size()];
+        const uint64_t off = (rng() % ((f.size - kBlock) / 4096 + 1)) * 4096;
+        ssize_t r = ::pread(f.fd, buf, kBlock, off_t(off));
+        if (r <= 0) break;
+        total += uint64_t(r);
+      }
+      std::free(buf);
+    });
+  for (auto& t : ts) t.join();
+  const double s = seconds_since(t0);
+  for (auto& f : files) ::close(f.fd);
+  return double(total.load()) / s;
+}
+
+namespace {
+// read_bytes of /proc/self/io: what this process made the block layer read.
+uint64_t process_read_bytes() {
+  std::ifstream f("/proc/self/io");
+  std::string k;
+  uint64_t v = 0;
+  while (f >> k >> v)
+    if (k == "read_bytes:") return v;
+  return 0;
+}
+}  // namespace
 
 double measure_peak_flops(int reps) {
   ThreadPool& pool = ThreadPool::global();
@@ -146,6 +212,9 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   ReadBandwidthProbe probe;
   std::vector<double> steps, bws, ratios;
   const double bytes = decode_bytes_per_token(m, ctx);
+  auto* cache = dynamic_cast<ExpertCache*>(&m.expert_store());
+  const ExpertCacheStats before = cache ? cache->stats() : ExpertCacheStats{};
+  const uint64_t io_before = process_read_bytes();
   for (int i = 0; i < decode_steps; ++i) {
     bws.push_back(probe.measure());
     auto t1 = Clock::now();
@@ -155,6 +224,20 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   }
   r.decode_phases = profile::take();
   for (auto& p : r.decode_phases) p.second /= decode_steps;
+  if (cache) {
+    const ExpertCacheStats after = cache->stats();
+    r.streaming = true;
+    const double asked = double(after.acquired - before.acquired);
+    r.expert_cache_hit_rate = asked ? double(after.ready + after.in_flight - before.ready - before.in_flight) / asked : 0;
+    r.disk_bytes_per_token = double(after.bytes_read - before.bytes_read) / decode_steps;
+    r.process_disk_bytes_per_token = double(process_read_bytes() - io_before) / decode_steps;
+    auto rate = [](const ExpertCacheStats::Predictor& a, const ExpertCacheStats::Predictor& b) {
+      return a.named > b.named ? double(a.used - b.used) / double(a.named - b.named) : 0.0;
+    };
+    r.hash_predictor_hit_rate = rate(after.hash, before.hash);
+    r.next_gate_predictor_hit_rate = rate(after.next_gate, before.next_gate);
+    r.disk_read_bandwidth_bytes_per_s = measure_disk_read(m.checkpoint(), 2.0, 8, &r.disk_probe_direct);
+  }
   r.prefill_tokens_per_s = double(ctx) / prefill_s;
   r.prefill_flops_per_token = prefill_flops_per_token(m, ctx);
   r.prefill_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.peak_flops_per_s;
@@ -162,6 +245,8 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   r.decode_bytes_per_token = bytes;
   r.read_bandwidth_bytes_per_s = median(bws);
   r.decode_roofline_ratio = median(ratios);
+  if (r.streaming && r.disk_read_bandwidth_bytes_per_s > 0)
+    r.stream_roofline_ratio = r.disk_bytes_per_token * r.decode_tokens_per_s / r.disk_read_bandwidth_bytes_per_s;
   return r;
 }
 

@@ -14,6 +14,12 @@ struct BenchResult {
   int64_t ctx = 0;
   double decode_tokens_per_s = 0, decode_bytes_per_token = 0, read_bandwidth_bytes_per_s = 0, decode_roofline_ratio = 0;
   double prefill_tokens_per_s = 0, prefill_flops_per_token = 0, peak_flops_per_s = 0, prefill_roofline_ratio = 0;
+  // With routed experts streamed from disk (--ram-budget): what the decode steps read.
+  bool streaming = false;
+  double expert_cache_hit_rate = 0, disk_bytes_per_token = 0, process_disk_bytes_per_token = 0;
+  double disk_read_bandwidth_bytes_per_s = 0, stream_roofline_ratio = 0;
+  double hash_predictor_hit_rate = 0, next_gate_predictor_hit_rate = 0;
+  bool disk_probe_direct = false;
   // With profile::enable(true): seconds per forward phase, for the prefill and per decode step.
   std::vector<std::pair<std::string, double>> prefill_phases, decode_phases;
 };
@@ -26,6 +32,9 @@ class ReadBandwidthProbe {
  private:
   std::vector<float> buf_;
 };
+// Random 4 MiB reads of the checkpoint's own shards, `threads` in flight, O_DIRECT where the filesystem
+// allows (so the page cache does not flatter the drive), for about `seconds`: bytes/s.
+double measure_disk_read(const Checkpoint& ck, double seconds = 2.0, int threads = 8, bool* direct = nullptr);
 // fp32 FMA peak of all threads (the precision the engine's GEMMs run in), the best of `reps`: a
 // repetition slowed by another tenant of the host says nothing about the machine's limit.
 double measure_peak_flops(int reps = 5);
