@@ -26,6 +26,31 @@ void AttentionState::reset(const AttentionWeights& w, const ModelConfig& cfg, co
   if (has_indexer(w.kind)) indexer.reset(w.indexer);
 }
 
+void AttentionState::mark() {
+  ring.mark();
+  compressed.mark();
+  comp.mark();
+  indexer.mark();
+}
+
+void AttentionState::rollback() {
+  ring.rollback();
+  compressed.rollback();
+  comp.rollback();
+  indexer.rollback();
+}
+
+void AttentionState::release() {
+  ring.release();
+  compressed.release();
+  comp.release();
+  indexer.release();
+}
+
+size_t AttentionState::journal_bytes() const {
+  return ring.journal_bytes() + compressed.journal_bytes() + comp.journal_bytes() + indexer.comp.journal_bytes();
+}
+
 namespace {
 
 // Sparse attention of one sequence's rows (architecture.md §4.10, §4.14), then de-rotation; commits the window

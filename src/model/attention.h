@@ -24,6 +24,11 @@ struct AttentionState {
   CompressorState comp;  // main compressor
   IndexerState indexer;  // CSA only
   void reset(const AttentionWeights& w, const ModelConfig& cfg, const NumericsOptions& opt);
+  // Rollback (SequenceState::mark): each part journals or truncates itself.
+  void mark();
+  void rollback();
+  void release();
+  size_t journal_bytes() const;
 };
 
 // x: attn_norm output [rows, D] of the segments' rows; one state per segment; out: [rows, D].

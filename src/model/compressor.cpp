@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
@@ -21,6 +23,52 @@ void CompressorState::reset(const CompressorWeights& w) {
   prev_kv.assign(w.overlap ? n : 0, 0.0f);
   prev_score.assign(w.overlap ? n : 0, -INFINITY);
   has_prev = false;
+}
+
+void CompressorState::mark() {
+  kv_undo_.start(SIZE_MAX);
+  score_undo_.start(SIZE_MAX);
+  prev_saved_ = false;
+}
+
+void CompressorState::rollback() {
+  DSV4_CHECK(kv_undo_.active(), "compressor state rolled back without a mark");
+  kv_undo_.restore(kv.data());
+  score_undo_.restore(score.data());
+  if (prev_saved_) {
+    prev_kv.swap(saved_prev_kv_);
+    prev_score.swap(saved_prev_score_);
+    has_prev = saved_has_prev_;
+    prev_saved_ = false;
+  }
+}
+
+void CompressorState::release() {
+  kv_undo_.stop();
+  score_undo_.stop();
+  prev_saved_ = false;
+  saved_prev_kv_ = {};
+  saved_prev_score_ = {};
+}
+
+size_t CompressorState::journal_bytes() const {
+  return kv_undo_.saved_bytes() + score_undo_.saved_bytes() +
+         (prev_saved_ ? 4 * (saved_prev_kv_.size() + saved_prev_score_.size()) : 0);
+}
+
+void CompressorState::before_slot_write(int slot, int width) {
+  const size_t off = size_t(slot) * size_t(width);
+  kv_undo_.save(size_t(slot), kv.data() + off, size_t(width) * 4);
+  score_undo_.save(size_t(slot), score.data() + off, size_t(width) * 4);
+}
+
+// The previous group is replaced whole, so it is saved whole (once per mark).
+void CompressorState::before_prev_replace() {
+  if (!kv_undo_.active() || prev_saved_) return;
+  saved_prev_kv_ = prev_kv;
+  saved_prev_score_ = prev_score;
+  saved_has_prev_ = has_prev;
+  prev_saved_ = true;
 }
 
 void compressor_pool(const CompressorWeights& w, const CompressorState& st, float* e) {
@@ -67,6 +115,7 @@ void compressor_forward(const CompressorWeights& w, CompressorState& st, const f
     float* kv_row = st.kv.data() + size_t(slot * W);
     float* sc_row = st.score.data() + size_t(slot * W);
     const float* ape = w.ape.data() + size_t(slot * W);
+    st.before_slot_write(slot, W);
     for (int c = 0; c < W; ++c) {
       kv_row[c] = a[size_t(s * W + c)];
       sc_row[c] = g[size_t(s * W + c)] + ape[c];
@@ -79,6 +128,7 @@ void compressor_forward(const CompressorWeights& w, CompressorState& st, const f
     entries.insert(entries.end(), e.begin(), e.end());
     ids.push_back(j);
     if (w.overlap) {
+      st.before_prev_replace();
       st.prev_kv = st.kv;
       st.prev_score = st.score;
       st.has_prev = true;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/kv_cache.h"
 #include "model/weights.h"
 
 namespace dsv4 {
@@ -17,6 +18,21 @@ struct CompressorState {
   bool has_prev = false;
 
   void reset(const CompressorWeights& w);
+
+  // Rollback (SequenceState::mark). While marked, compressor_forward saves each slot row before its
+  // first overwrite and the previous group before its first replacement, so undoing N tokens copies
+  // min(N, R) rows of kv and score plus, if a group completed, one previous group; mark() copies nothing.
+  void mark();
+  void rollback();  // to the state at mark(), bit for bit; stays marked
+  void release();
+  size_t journal_bytes() const;
+  void before_slot_write(int slot, int width);  // called by compressor_forward
+  void before_prev_replace();
+
+ private:
+  RowJournal kv_undo_, score_undo_;
+  bool prev_saved_ = false, saved_has_prev_ = false;
+  std::vector<float> saved_prev_kv_, saved_prev_score_;
 };
 
 // The projections a = wkv·x and g = wgate·x of a batch of rows ([rows, width] each).

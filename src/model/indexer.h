@@ -18,6 +18,18 @@ struct IndexerState {
     comp.reset(w.comp);
     keys.clear();
   }
+  // Rollback (SequenceState::mark): keys are append-only, so the mark is their count and rollback
+  // truncates; the compressor journals its own rows.
+  size_t keys_at_mark = 0;
+  void mark() {
+    comp.mark();
+    keys_at_mark = keys.size();
+  }
+  void rollback() {
+    comp.rollback();
+    keys.resize(keys_at_mark);
+  }
+  void release() { comp.release(); }
 };
 
 // x: attn_norm output [rows, D]; qr: q_norm output [rows, q_lora_rank]; one state per segment.
