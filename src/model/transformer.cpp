@@ -4,6 +4,7 @@
 // preview MTP block drafts one token further from the final streams and the next token's embedding.
 #include "model/transformer.h"
 
+#include <atomic>
 #include <cstring>
 #include <optional>
 
@@ -50,6 +51,39 @@ size_t SequenceState::kv_bytes() const {
   for (auto* v : {&layers, &mtp})
     for (auto& l : *v)
       b += l.attn.ring.bytes() + l.attn.compressed.bytes() + l.attn.indexer.keys.size() * 4;
+  return b;
+}
+
+namespace {
+// Mark ids are unique across sequences, so a mark is only accepted by the state that made it or a copy.
+std::atomic<uint64_t> next_mark_id{1};
+}  // namespace
+
+SequenceState::Mark SequenceState::mark() {
+  for (auto* v : {&layers, &mtp})
+    for (auto& l : *v) l.attn.mark();
+  mark_id = next_mark_id.fetch_add(1);
+  return {pos, mtp_pos, mark_id};
+}
+
+void SequenceState::rollback(const Mark& m) {
+  if (m.id == 0 || m.id != mark_id) fail("rollback to a mark that is not this sequence's active mark");
+  for (auto* v : {&layers, &mtp})
+    for (auto& l : *v) l.attn.rollback();
+  pos = m.pos;
+  mtp_pos = m.mtp_pos;
+}
+
+void SequenceState::release() {
+  for (auto* v : {&layers, &mtp})
+    for (auto& l : *v) l.attn.release();
+  mark_id = 0;
+}
+
+size_t SequenceState::journal_bytes() const {
+  size_t b = 0;
+  for (auto* v : {&layers, &mtp})
+    for (auto& l : *v) b += l.attn.journal_bytes();
   return b;
 }
 

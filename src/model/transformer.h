@@ -23,12 +23,34 @@ struct BlockState {
   AttentionState attn;
 };
 
+// Everything a sequence owns is held by value (vectors and scalars, journals included), so the copy
+// constructor is a full, independent snapshot: a prefix-cache entry or a fork. It costs kv_bytes()
+// plus the compressor states.
 struct SequenceState {
   int64_t pos = 0;                  // tokens consumed by the main model
   std::vector<BlockState> layers;
   int64_t mtp_pos = 0;
   std::vector<BlockState> mtp;      // the MTP block's own window
   size_t kv_bytes() const;
+
+  // Cheap rollback (speculative decoding, prefix reuse). mark() makes the current state the rollback
+  // point, replacing any earlier mark, and copies nothing. While marked, forwards journal what they
+  // overwrite: per layer the old bytes of each window-ring slot written (≤ min(N, window) rows for N
+  // tokens) and of each compressor slot row (≤ min(N, R) rows of kv and score, indexer compressor
+  // alike), plus the previous group once when an overlapping group completes. Compressed rows and
+  // index keys are append-only: rollback truncates them. rollback(m) restores the state at m bit for
+  // bit (main model and MTP block, pos and mtp_pos) and stays marked at m, so a speculative step is
+  // mark, forward the draft, rollback, forward the accepted tokens; release() stops journaling.
+  struct Mark {
+    int64_t pos = 0, mtp_pos = 0;
+    uint64_t id = 0;  // which mark() this is; a stale one is refused
+  };
+  Mark mark();
+  void rollback(const Mark& m);
+  void release();
+  bool marked() const { return mark_id != 0; }
+  size_t journal_bytes() const;  // bytes the journals copied since the mark
+  uint64_t mark_id = 0;          // the active mark, 0 when none
 };
 
 struct ForwardResult {
