@@ -90,6 +90,7 @@ TEST_P(SequenceTest, BatchedSequencesEqualSeparateRuns) {
   auto mb = m.mtp_forward_batch({{&sa, batch[0].final_streams.data(), a.data() + 1, 140},
                                  {&sc, batch[1].final_streams.data(), c.data() + 1, 2}});
   EXPECT_EQ(mb[0], m.mtp_forward(ra, alone_a.final_streams.data(), a.data() + 1, 140));
+  EXPECT_EQ(mb[1], m.mtp_forward(rc, alone_c.final_streams.data(), c.data() + 1, 2));
   for (int step = 0; step < 12; ++step) {
     auto b = m.forward_batch({{&sc, c.data() + 3 + step, 1}, {&sa, a.data() + 140 + step, 1}});
     EXPECT_EQ(b[0].logits, m.forward(rc, c.data() + 3 + step, 1).logits) << step;
