@@ -239,5 +239,37 @@ TEST(Snapshot, RollbackWithFp32Rows) {
   }
 }
 
+// KVRows on its own: overwrites, a shrink and regrowth, and appends all undo to the marked rows,
+// compact (e4m3 + scales + fp32 tail) and fp32 alike.
+TEST(Snapshot, KVRowsRollbackUndoesPutsShrinksAndAppends) {
+  for (bool compact : {true, false}) {
+    KVRows r(192, 128, compact);
+    std::vector<float> x(192);
+    auto row = [&](int seed) {
+      for (int i = 0; i < 192; ++i) x[size_t(i)] = float((seed * 131 + i * 17) % 97) / 8.0f - 6.0f;
+      return x.data();
+    };
+    for (int i = 0; i < 6; ++i) r.append(row(i));
+    const KVRows before = r;
+    r.mark();
+    r.put(2, row(40));
+    r.put(2, row(41));
+    r.put(5, row(42));
+    r.resize(3);
+    for (int i = 0; i < 4; ++i) r.append(row(50 + i));
+    EXPECT_EQ(r.journal_bytes(), 4 * r.row_bytes());  // rows 2, 5, then 3 and 4 as they were dropped
+    r.rollback();
+    EXPECT_EQ(r.size(), before.size());
+    EXPECT_TRUE(r.encoded() == before.encoded()) << (compact ? "compact" : "fp32");
+    EXPECT_TRUE(r.marked());
+    r.append(row(60));
+    r.rollback();
+    EXPECT_TRUE(r.encoded() == before.encoded());
+    r.release();
+    EXPECT_FALSE(r.marked());
+    EXPECT_THROW(r.rollback(), Error);
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::test
