@@ -49,12 +49,48 @@ uint64_t ExpertCache::expert_file_bytes(const ExpertWeights& e) {
   return uint64_t(e.w1.weight_bytes() + e.w2.weight_bytes() + e.w3.weight_bytes());
 }
 
-uint64_t ExpertCache::slot_bytes_for(const ExpertWeights& e) {
-  uint64_t b = 0;
-  for (const Linear* l : {&e.w1, &e.w2, &e.w3})
-    for (uint64_t len : {data_bytes(*l), scale_bytes(*l)})
-      if (len) b += round_up(len) + kAlign;
-  return b;
+// Where an expert's six tensors lie and how they are read: s.r and s.chunks (a chunk's fd is the index of
+// its first range until the caller assigns descriptors); returns the slot bytes this layout needs.
+uint64_t ExpertCache::layout(const Checkpoint& ck, const ExpertWeights& e, Source& s, const std::string* path[6]) {
+  const Linear* lin[3] = {&e.w1, &e.w2, &e.w3};
+  s.chunks.clear();
+  for (int i = 0; i < 6; ++i) {
+    const Linear& L = *lin[i / 2];
+    const uint8_t* p = i % 2 ? L.scale : L.w;
+    Range& r = s.r[i];
+    r.len = i % 2 ? scale_bytes(L) : data_bytes(L);
+    if (!p || r.len == 0) continue;
+    auto loc = ck.locate(p);
+    path[i] = loc.path;
+    r.off = loc.offset;
+  }
+  // Shards keep an expert's six tensors next to each other (names sort together): one large read
+  // instead of six (a gap of up to a block is read along).
+  int order[6] = {0, 1, 2, 3, 4, 5};
+  std::sort(order, order + 6, [&](int a, int b) {
+    return std::pair(uintptr_t(path[a]), s.r[a].off) < std::pair(uintptr_t(path[b]), s.r[b].off);
+  });
+  uint64_t at = 0;
+  for (int i : order) {
+    Range& r = s.r[i];
+    if (r.len == 0) continue;
+    Chunk* c = s.chunks.empty() ? nullptr : &s.chunks.back();
+    if (c && path[c->fd] == path[i] && r.off >= c->off + c->len && r.off - (c->off + c->len) <= kAlign) {
+      c->len = r.off + r.len - c->off;
+    } else {
+      if (c) at += round_up(c->len) + kAlign;  // room for the aligned read around the bytes
+      s.chunks.push_back({i, r.off, r.len, at});
+    }
+    r.chunk = int(s.chunks.size()) - 1;
+  }
+  if (!s.chunks.empty()) at += round_up(s.chunks.back().len) + kAlign;
+  return at;
+}
+
+uint64_t ExpertCache::slot_bytes_for(const Checkpoint& ck, const ExpertWeights& e) {
+  Source s;
+  const std::string* path[6] = {};
+  return layout(ck, e, s, path);
 }
 
 ExpertCache::ExpertCache(const Model& m, uint64_t capacity_bytes, int io_threads) : model_(m) {
@@ -69,20 +105,15 @@ ExpertCache::ExpertCache(const Model& m, uint64_t capacity_bytes, int io_threads
     for (int e = 0; e < n_experts_; ++e) {
       Source& s = sources_[size_t(key(l, e))];
       s.mapped = &moe_of(w, l)->experts[size_t(e)];
-      const Linear* lin[3] = {&s.mapped->w1, &s.mapped->w2, &s.mapped->w3};
-      uint64_t at = 0;
+      const std::string* path[6] = {};
+      const uint64_t at = layout(m.checkpoint(), *s.mapped, s, path);
       for (int i = 0; i < 6; ++i) {
-        const Linear& L = *lin[i / 2];
-        const uint8_t* p = i % 2 ? L.scale : L.w;
-        Range& r = s.r[i];
-        r.len = i % 2 ? scale_bytes(L) : data_bytes(L);
-        if (!p || r.len == 0) continue;
-        auto loc = m.checkpoint().locate(p);
-        auto [it, fresh] = fd_of.try_emplace(loc.path, int(fds_.size()));
+        if (!path[i]) continue;
+        auto [it, fresh] = fd_of.try_emplace(path[i], int(fds_.size()));
         if (fresh) fds_.emplace_back();
-        r.fd = it->second, r.off = loc.offset, r.at = at;
-        at += round_up(r.len) + kAlign;  // room for the aligned read around the bytes
+        s.r[i].fd = it->second;
       }
+      for (auto& c : s.chunks) c.fd = s.r[c.fd].fd;  // layout() numbered chunks by their first range
       slot_bytes_ = std::max(slot_bytes_, at);
     }
   if (sources_.empty() || slot_bytes_ == 0) fail("this checkpoint has no routed experts to stream");
@@ -226,17 +257,16 @@ void ExpertCache::io_loop() {
 void ExpertCache::load(int slot) {
   Slot& s = slots_[size_t(slot)];
   const Source& src = sources_[size_t(s.key)];
-  const uint8_t* ptr[6] = {};
+  std::vector<const uint8_t*> base(src.chunks.size());
   uint64_t bytes = 0;
   auto t0 = Clock::now();
-  for (int i = 0; i < 6 && s.error.empty(); ++i) {
-    const Range& r = src.r[i];
-    if (r.len == 0) continue;
-    const Fd& fd = fds_[size_t(r.fd)];
-    uint8_t* dst = s.buf + r.at;
+  for (size_t i = 0; i < src.chunks.size() && s.error.empty(); ++i) {
+    const Chunk& c = src.chunks[i];
+    const Fd& fd = fds_[size_t(c.fd)];
+    uint8_t* dst = s.buf + c.at;
     if (fd.direct >= 0) {
       // The aligned blocks around the bytes; the last block of the file may come back short.
-      const uint64_t a0 = r.off / kAlign * kAlign, want = r.off + r.len - a0, n = round_up(want);
+      const uint64_t a0 = c.off / kAlign * kAlign, want = c.off + c.len - a0, n = round_up(want);
       uint64_t got = 0;
       while (got < want) {
         ssize_t k = ::pread(fd.direct, dst + got, n - got, off_t(a0 + got));
@@ -245,21 +275,25 @@ void ExpertCache::load(int slot) {
         got += uint64_t(k);
       }
       if (got >= want) {
-        ptr[i] = dst + (r.off - a0);
+        base[i] = dst + (c.off - a0);
         bytes += got;
         continue;
       }
     }
-    if (!read_fully(fd.buffered, dst, r.len, r.off)) {
-      s.error = fmt::format("reading expert bytes at offset {} of a checkpoint shard failed: {}", r.off,
+    if (!read_fully(fd.buffered, dst, c.len, c.off)) {
+      s.error = fmt::format("reading expert bytes at offset {} of a checkpoint shard failed: {}", c.off,
                             std::strerror(errno));
       break;
     }
     // Buffered reads leave a second copy in the page cache, which a memory limit counts: drop it.
-    ::posix_fadvise(fd.buffered, off_t(r.off), off_t(r.len), POSIX_FADV_DONTNEED);
-    ptr[i] = dst;
-    bytes += r.len;
+    ::posix_fadvise(fd.buffered, off_t(c.off), off_t(c.len), POSIX_FADV_DONTNEED);
+    base[i] = dst;
+    bytes += c.len;
   }
+  const uint8_t* ptr[6] = {};
+  for (int i = 0; i < 6; ++i)
+    if (src.r[i].len && base[size_t(src.r[i].chunk)])
+      ptr[i] = base[size_t(src.r[i].chunk)] + (src.r[i].off - src.chunks[size_t(src.r[i].chunk)].off);
   s.view = *src.mapped;
   Linear* lin[3] = {&s.view.w1, &s.view.w2, &s.view.w3};
   for (int i = 0; i < 6; ++i)

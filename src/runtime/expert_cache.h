@@ -56,8 +56,8 @@ class ExpertCache final : public ExpertStore {
   bool direct_io() const { return direct_; }
   // Bytes one expert occupies in the checkpoint files (the unit the cache reads).
   static uint64_t expert_file_bytes(const ExpertWeights& e);
-  // RAM one slot takes for such an expert: each tensor with room for the aligned blocks around it.
-  static uint64_t slot_bytes_for(const ExpertWeights& e);
+  // RAM one slot takes for this expert: its reads with room for the aligned blocks around them.
+  static uint64_t slot_bytes_for(const Checkpoint& ck, const ExpertWeights& e);
 
   // Routing counts per (layer, expert), key = layer * n_experts + expert: what the forward asked for,
   // decayed so the recent past weighs more.
@@ -73,10 +73,16 @@ class ExpertCache final : public ExpertStore {
     int fd = 0;          // index into fds_
     uint64_t off = 0;    // file offset of the bytes
     uint64_t len = 0;
+    int chunk = 0;       // the read that brings it
+  };
+  struct Chunk {         // one read: tensors adjacent in a shard are read together
+    int fd = 0;
+    uint64_t off = 0, len = 0;
     uint64_t at = 0;     // where in the slot the aligned read starts
   };
   struct Source {        // where one expert's six tensors lie on disk
     Range r[6];
+    std::vector<Chunk> chunks;
     const ExpertWeights* mapped = nullptr;  // the mapped view: formats and shapes to copy
   };
   enum class State { Free, Loading, Ready };
@@ -95,6 +101,7 @@ class ExpertCache final : public ExpertStore {
     int direct = -1, buffered = -1;
   };
 
+  static uint64_t layout(const Checkpoint& ck, const ExpertWeights& e, Source& s, const std::string* path[6]);
   int key(int layer, int e) const;
   int victim(bool for_acquire) const;  // -1 if none; caller holds mu_
   void start_load(int slot, int key, bool urgent);

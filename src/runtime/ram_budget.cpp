@@ -100,7 +100,7 @@ WeightPlan plan_weights(const Checkpoint& ck, const ModelWeights& w, const Model
   for (int l = 0; moe_of(w, l); ++l) p.n_experts += moe_of(w, l)->experts.size();
   if (p.n_experts) {
     p.expert_unit = ExpertCache::expert_file_bytes(w.blocks.at(0).moe.experts.at(0));
-    p.expert_slot = ExpertCache::slot_bytes_for(w.blocks.at(0).moe.experts.at(0));
+    p.expert_slot = ExpertCache::slot_bytes_for(ck, w.blocks.at(0).moe.experts.at(0));
   }
   p.min_budget = p.dense + uint64_t(std::max(2, c.n_activated_experts)) * p.expert_slot;
   return p;
