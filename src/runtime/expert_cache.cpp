@@ -93,7 +93,7 @@ uint64_t ExpertCache::slot_bytes_for(const Checkpoint& ck, const ExpertWeights& 
   return layout(ck, e, s, path);
 }
 
-ExpertCache::ExpertCache(const Model& m, uint64_t capacity_bytes, int io_threads) : model_(m) {
+ExpertCache::ExpertCache(const Model& m, uint64_t capacity_bytes, int io_threads) {
   const ModelConfig& c = m.config();
   const ModelWeights& w = m.weights();
   n_experts_ = c.n_routed_experts;

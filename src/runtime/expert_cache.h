@@ -4,7 +4,6 @@
 // into a fixed-size slot, and evicted by routing frequency (with recency breaking ties), so the hot
 // experts stay. The forward's prefetches (hash layers from token ids, the next layer through its gate,
 // the next wave of a prefill) start reads before the experts are needed.
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -110,7 +109,6 @@ class ExpertCache final : public ExpertStore {
   void note_use(Slot& s);
   void bump(int key);
 
-  const Model& model_;
   int n_experts_ = 0;
   std::vector<Source> sources_;          // per key; mapped == nullptr where the layer has no MoE
   std::vector<int> slot_of_;             // per key, -1 if not resident
