@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -25,8 +25,6 @@ uint64_t scale_bytes(const Linear& l) {
   return uint64_t(rows * l.scale_cols * (l.scale_f32 ? 4 : 1));
 }
 uint64_t data_bytes(const Linear& l) { return uint64_t(l.weight_bytes()) - scale_bytes(l); }
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 uint8_t bit(ExpertPredictor p) { return uint8_t(1u << int(p)); }
 
 // Reads [off, off+len) of fd into dst; false with errno set on failure, EIO for a file too short.
@@ -259,7 +257,6 @@ void ExpertCache::load(int slot) {
   const Source& src = sources_[size_t(s.key)];
   std::vector<const uint8_t*> base(src.chunks.size());
   uint64_t bytes = 0;
-  auto t0 = Clock::now();
   for (size_t i = 0; i < src.chunks.size() && s.error.empty(); ++i) {
     const Chunk& c = src.chunks[i];
     const Fd& fd = fds_[size_t(c.fd)];
@@ -298,11 +295,9 @@ void ExpertCache::load(int slot) {
   Linear* lin[3] = {&s.view.w1, &s.view.w2, &s.view.w3};
   for (int i = 0; i < 6; ++i)
     if (src.r[i].len) (i % 2 ? lin[i / 2]->scale : lin[i / 2]->w) = ptr[i];
-  const double secs = since(t0);
   std::lock_guard<std::mutex> lk(mu_);
   st_.reads++;
   st_.bytes_read += bytes;
-  st_.read_seconds += secs;
 }
 
 void ExpertCache::note_use(Slot& s) {
@@ -342,7 +337,6 @@ void ExpertCache::prefetch(int layer, const int32_t* experts, size_t n, ExpertPr
 
 void ExpertCache::acquire(int layer, const int32_t* experts, size_t n, const ExpertWeights** views) {
   if (n > pin_limit_) fail("acquire of {} experts exceeds the cache's limit of {}", n, pin_limit_);
-  auto t0 = Clock::now();
   std::unique_lock<std::mutex> lk(mu_);
   std::vector<int> keys(n);
   for (size_t i = 0; i < n; ++i) {
@@ -376,7 +370,6 @@ void ExpertCache::acquire(int layer, const int32_t* experts, size_t n, const Exp
     note_use(s);
     views[i] = &s.view;
   }
-  st_.wait_seconds += since(t0);
   if (!err.empty()) {
     for (int k : keys) {
       Slot& s = slots_[size_t(slot_of_[size_t(k)])];

@@ -23,8 +23,6 @@ struct ExpertCacheStats {
   uint64_t ready = 0;     // ... that were already in RAM
   uint64_t in_flight = 0; // ... that a prefetch was still reading (the forward waited for it)
   uint64_t reads = 0, bytes_read = 0;  // experts read from disk and the file bytes that took
-  double read_seconds = 0;             // summed over I/O threads
-  double wait_seconds = 0;             // the forward blocked in acquire()
   struct Predictor {
     uint64_t named = 0, used = 0;  // experts it named; of those, how many the forward then asked for
     double hit_rate() const { return named ? double(used) / double(named) : 0.0; }
