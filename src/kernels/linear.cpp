@@ -44,12 +44,21 @@ void Linear::dequant_row(int64_t o, float* dst) const {
   }
 }
 
+int64_t Linear::scale_bytes() const {
+  const int64_t entry = scale_f32 ? 4 : 1;
+  switch (fmt) {
+    case Format::FP8: return ((out + 127) / 128) * scale_cols * entry;
+    case Format::FP4: return out * scale_cols * entry;
+    default: return 0;
+  }
+}
+
 int64_t Linear::weight_bytes() const {
   switch (fmt) {
     case Format::F32: return out * in * 4;
     case Format::BF16: return out * in * 2;
-    case Format::FP8: return out * in + ((out + 127) / 128) * scale_cols * (scale_f32 ? 4 : 1);
-    case Format::FP4: return out * in / 2 + out * scale_cols * (scale_f32 ? 4 : 1);
+    case Format::FP8: return out * in + scale_bytes();
+    case Format::FP4: return out * in / 2 + scale_bytes();
   }
   return 0;
 }

@@ -33,7 +33,8 @@ struct Linear {
   }
   // Writes the exactly dequantised row o (in floats).
   void dequant_row(int64_t o, float* dst) const;
-  int64_t weight_bytes() const;
+  int64_t weight_bytes() const;  // the weights and their scales
+  int64_t scale_bytes() const;
 };
 
 // y[S, out] = x[S, in] · Wᵀ. With act_quant, each row of x goes through the FP8 1x128 round-trip

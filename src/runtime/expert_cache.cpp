@@ -19,12 +19,8 @@ namespace dsv4 {
 namespace {
 constexpr uint64_t kAlign = 4096;  // O_DIRECT wants buffer, offset and length on the logical block size
 uint64_t round_up(uint64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
-uint64_t scale_bytes(const Linear& l) {
-  if (!l.scale) return 0;
-  const int64_t rows = l.fmt == Linear::Format::FP8 ? (l.out + 127) / 128 : l.out;
-  return uint64_t(rows * l.scale_cols * (l.scale_f32 ? 4 : 1));
-}
-uint64_t data_bytes(const Linear& l) { return uint64_t(l.weight_bytes()) - scale_bytes(l); }
+uint64_t scale_bytes(const Linear& l) { return l.scale ? uint64_t(l.scale_bytes()) : 0; }
+uint64_t data_bytes(const Linear& l) { return uint64_t(l.weight_bytes() - l.scale_bytes()); }
 uint8_t bit(ExpertPredictor p) { return uint8_t(1u << int(p)); }
 
 // Reads [off, off+len) of fd into dst; false with errno set on failure, EIO for a file too short.
