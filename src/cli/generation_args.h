@@ -30,6 +30,9 @@ struct GenerationArgs {
   int parallel = 1;
   double cache_mb = 1024;
   std::string ram_budget;
+  std::string spec = "off";
+  int draft_max = 3;
+  float draft_min_confidence = 0;
   // Sampling; unset values come from the checkpoint's generation_config.json, then the API defaults.
   float temperature = -1, top_p = -1, min_p = 0, repeat_penalty = 1, presence = 0, frequency = 0;
   int top_k = 0, max_tokens = 512;
@@ -44,6 +47,11 @@ struct GenerationArgs {
     c->add_option("--ctx", ctx, "context length per sequence (prompt + completion)");
     c->add_option("--cache-mb", cache_mb, "RAM budget of the prefix cache in MiB");
     add_ram_budget_option(c, ram_budget);
+    c->add_option("--spec", spec, "speculative decoding with the checkpoint's draft head: off, mtp or dspark")
+        ->check(CLI::IsMember({"off", "mtp", "dspark"}));
+    c->add_option("--draft-max", draft_max, "tokens drafted per step at most (with --spec)");
+    c->add_option("--draft-min-confidence", draft_min_confidence,
+                  "DSpark: end the draft at the first token whose confidence is below this (0..1)");
     if (server) {
       c->add_option("--parallel", parallel, "sequences decoded together");
       return;
@@ -74,6 +82,7 @@ struct GenerationArgs {
     so.max_parallel = parallel;
     so.max_context = ctx;
     so.prefix_cache_bytes = size_t(cache_mb * 1024 * 1024);
+    so.spec = {parse_spec_mode(spec), draft_max, draft_min_confidence};
     e->sched = std::make_unique<Scheduler>(*e->model, e->tok, so);
     return e;
   }

@@ -51,6 +51,12 @@ size_t AttentionState::journal_bytes() const {
   return ring.journal_bytes() + compressed.journal_bytes() + comp.journal_bytes() + indexer.comp.journal_bytes();
 }
 
+size_t entries_before(const std::vector<int64_t>& ids, int ratio, int64_t pos) {
+  size_t n = 0;
+  while (n < ids.size() && (ids[n] + 1) * ratio <= pos) ++n;
+  return n;
+}
+
 namespace {
 
 // Sparse attention of one sequence's rows (architecture.md §4.10, §4.14), then de-rotation; commits the window
@@ -92,8 +98,14 @@ void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment
       for (int h = 0; h < H; ++h) rope.apply(o + off + size_t(h) * size_t(d), d, t, /*inverse=*/true);
     }
   });
-  for (int64_t pos = std::max(p0, p0 + S - win); pos < p0 + S; ++pos)
+  // With a mark inside the segment, the rows the ring holds at the mark are written before it (the
+  // journal then keeps them for a rollback, even where later rows overwrite them).
+  const int64_t first = seg.mark_at >= 0 ? std::max(p0, std::min(seg.mark_at, p0 + S) - win) : std::max(p0, p0 + S - win);
+  for (int64_t pos = first; pos < p0 + S; ++pos) {
+    if (pos == seg.mark_at) st.ring.mark();
     st.ring.put(size_t(pos % win), kv + (seg.row0 + pos - p0) * d);
+  }
+  if (seg.mark_at == p0 + S) st.ring.mark();
 }
 
 }  // namespace
@@ -139,14 +151,27 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
       std::vector<int64_t> ids;
       const size_t off = size_t(segs[i].row0 * w.comp.width());
       compressor_forward(w.comp, states[i]->comp, ci.a.data() + off, ci.g.data() + off, segs[i].S, segs[i].p0, rope,
-                         eps, entries, ids);
+                         eps, entries, ids, segs[i].mark_at);
+      const size_t before = segs[i].mark_at >= 0 ? entries_before(ids, w.comp.ratio, segs[i].mark_at) : SIZE_MAX;
       for (size_t e = 0; e < ids.size(); ++e) {
+        if (e == before) states[i]->compressed.mark();
         float* row = entries.data() + e * size_t(d);
         if (opt.kv_fp8_roundtrip) fp8_roundtrip(row, size_t(nope), 64);
         states[i]->compressed.append(row);
       }
+      if (before != SIZE_MAX && before >= ids.size()) states[i]->compressed.mark();
     }
+  } else {
+    // Unused parts are marked too, so a rollback finds every part of the state marked.
+    for (size_t i = 0; i < segs.size(); ++i)
+      if (segs[i].mark_at >= 0) {
+        states[i]->compressed.mark();
+        states[i]->comp.mark();
+      }
   }
+  if (!has_indexer(w.kind))
+    for (size_t i = 0; i < segs.size(); ++i)
+      if (segs[i].mark_at >= 0) states[i]->indexer.mark();
   std::vector<std::vector<int32_t>> picks;
   phase.emplace("attn.indexer");
   if (has_indexer(w.kind)) {

@@ -10,6 +10,10 @@ struct Segment {
   int64_t row0 = 0;  // first row of this sequence in the batch
   int64_t S = 0;     // rows (tokens)
   int64_t p0 = 0;    // absolute position of the first row
+  // When ≥ 0: the sequence's state is marked (SequenceState::mark) at this absolute position in
+  // [p0, p0 + S], i.e. after consuming the rows before it, so a verification pass that re-feeds
+  // accepted tokens and scores new drafts in one forward can roll back to just before the drafts.
+  int64_t mark_at = -1;
 };
 
 inline int64_t total_rows(const std::vector<Segment>& segs) {

@@ -106,11 +106,12 @@ CompressorInput compressor_project(const CompressorWeights& w, const float* x, i
 
 void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
                         int64_t p0, const Rope& rope, float norm_eps, std::vector<float>& entries,
-                        std::vector<int64_t>& ids) {
+                        std::vector<int64_t>& ids, int64_t mark_at) {
   const int R = w.ratio, W = w.width(), dc = w.d_c;
   std::vector<float> e(static_cast<size_t>(dc));
   for (int64_t s = 0; s < S; ++s) {
     const int64_t t = p0 + s;
+    if (t == mark_at) st.mark();
     const int slot = int(t % R);
     float* kv_row = st.kv.data() + size_t(slot * W);
     float* sc_row = st.score.data() + size_t(slot * W);
@@ -134,6 +135,7 @@ void compressor_forward(const CompressorWeights& w, CompressorState& st, const f
       st.has_prev = true;
     }
   }
+  if (mark_at == p0 + S) st.mark();
 }
 
 }  // namespace dsv4

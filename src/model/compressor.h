@@ -43,10 +43,14 @@ CompressorInput compressor_project(const CompressorWeights& w, const float* x, i
 
 // Feeds the rows of one sequence, positions p0 .. p0+S-1 (a, g point at its first row). Each completed
 // group j is pooled and post-processed (RMSNorm, RoPE at position j·R) and appended to `entries`
-// ([*, d_c]) with its id in `ids`.
+// ([*, d_c]) with its id in `ids`. With mark_at ≥ 0 the state is marked at that absolute position
+// (Segment::mark_at); entries emitted before it are those whose id j has (j+1)·R ≤ mark_at.
 void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
                         int64_t p0, const Rope& rope, float norm_eps, std::vector<float>& entries,
-                        std::vector<int64_t>& ids);
+                        std::vector<int64_t>& ids, int64_t mark_at = -1);
+
+// How many of the entries `ids` (ascending, as compressor_forward emits them) complete before position pos.
+size_t entries_before(const std::vector<int64_t>& ids, int ratio, int64_t pos);
 
 // The pooling of one group alone (exposed for kernel tests): e[ch] over the slots of `st` after the
 // group's R rows were written.

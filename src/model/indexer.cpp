@@ -44,12 +44,14 @@ std::vector<std::vector<int32_t>> indexer_forward(const IndexerWeights& w, const
     std::vector<int64_t> ids;
     const size_t off = size_t(segs[i].row0 * w.comp.width());
     compressor_forward(w.comp, states[i]->comp, ci.a.data() + off, ci.g.data() + off, segs[i].S, segs[i].p0, rope,
-                       float(cfg.norm_eps), entries, ids);
+                       float(cfg.norm_eps), entries, ids, segs[i].mark_at);
     for (size_t e = 0; e < ids.size(); ++e) {
       float* k = entries.data() + e * size_t(dI);
       hadamard(k, size_t(dI));
       if (opt.index_fp4_roundtrip) fp4_roundtrip(k, size_t(dI));
     }
+    if (segs[i].mark_at >= 0)
+      states[i]->keys_at_mark = states[i]->keys.size() + entries_before(ids, R, segs[i].mark_at) * size_t(dI);
     states[i]->keys.insert(states[i]->keys.end(), entries.begin(), entries.end());
   }
 

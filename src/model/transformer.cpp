@@ -68,9 +68,10 @@ SequenceState::Mark SequenceState::mark() {
 
 void SequenceState::rollback(const Mark& m) {
   if (m.id == 0 || m.id != mark_id) fail("rollback to a mark that is not this sequence's active mark");
-  for (auto* v : {&layers, &mtp})
-    for (auto& l : *v) l.attn.rollback();
+  for (auto& l : layers) l.attn.rollback();
   pos = m.pos;
+  if (m.main_only) return;
+  for (auto& l : mtp) l.attn.rollback();
   mtp_pos = m.mtp_pos;
 }
 
@@ -200,10 +201,21 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     for (int64_t i = 0; i < s.S; ++i)
       if (s.ids[i] < 0 || s.ids[i] >= cfg_.vocab_size)
         fail("token id {} at position {} is outside the vocabulary [0, {})", s.ids[i], s.st->pos + i, cfg_.vocab_size);
-    segs.push_back({row, s.S, s.st->pos});
+    if (s.mark_after > s.S) fail("mark_after {} is past the {} tokens of the forward", s.mark_after, s.S);
+    if (s.logit_rows < 1 || s.logit_rows > s.S) fail("logit_rows {} is outside [1, {}]", s.logit_rows, s.S);
+    segs.push_back({row, s.S, s.st->pos, s.mark_after >= 0 ? s.st->pos + s.mark_after : -1});
     ids.insert(ids.end(), s.ids, s.ids + s.S);
     row += s.S;
   }
+  // The main layers are marked inside the forward; the MTP block keeps its own journals off.
+  std::vector<ForwardResult> res(in.size());
+  for (size_t i = 0; i < in.size(); ++i)
+    if (in[i].mark_after >= 0) {
+      SequenceState& st = *in[i].st;
+      for (auto& l : st.mtp) l.attn.release();
+      st.mark_id = next_mark_id.fetch_add(1);
+      res[i].mark = {segs[i].mark_at, st.mtp_pos, st.mark_id, true};
+    }
   const int64_t rows = row;
   experts_->begin_forward();
   prefetch_hash_experts(ids);  // hash-routed layers' experts are known from the token ids alone
@@ -216,7 +228,6 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     }
   });
 
-  std::vector<ForwardResult> res(in.size());
   std::vector<int64_t> last_rows;
   for (auto& s : segs) last_rows.push_back(s.row0 + s.S - 1);
   for (size_t l = 0; l < w_.blocks.size(); ++l) {
@@ -234,17 +245,20 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
   }
   // Logits of the last row of each sequence, or of every row.
   std::vector<int64_t> head_rows;
-  for (auto& s : segs)
-    for (int64_t r = fo.all_logits ? s.row0 : s.row0 + s.S - 1; r < s.row0 + s.S; ++r) head_rows.push_back(r);
+  std::vector<size_t> nrows;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const Segment& s = segs[i];
+    nrows.push_back(size_t(fo.all_logits ? s.S : in[i].logit_rows));
+    for (int64_t r = s.row0 + s.S - int64_t(nrows[i]); r < s.row0 + s.S; ++r) head_rows.push_back(r);
+  }
   std::vector<float> Xh = gather_rows(X, head_rows, nD);
   std::vector<float> logits = head_logits(w_.hc_head, w_.norm, Xh.data(), int64_t(head_rows.size()));
   const size_t V = size_t(cfg_.vocab_size);
   size_t at = 0;
   for (size_t i = 0; i < in.size(); ++i) {
-    const size_t nrows = fo.all_logits ? size_t(segs[i].S) : 1;
-    res[i].logits.assign(logits.begin() + int64_t(at * V), logits.begin() + int64_t((at + nrows) * V));
-    at += nrows;
-    if (fo.keep_streams)
+    res[i].logits.assign(logits.begin() + int64_t(at * V), logits.begin() + int64_t((at + nrows[i]) * V));
+    at += nrows[i];
+    if (fo.keep_streams || in[i].keep_streams)
       res[i].final_streams.assign(X.begin() + segs[i].row0 * int64_t(nD), X.begin() + (segs[i].row0 + segs[i].S) * int64_t(nD));
     in[i].st->pos += segs[i].S;
   }
@@ -298,6 +312,7 @@ std::vector<std::vector<float>> Model::mtp_forward_batch(const std::vector<MtpIn
   std::vector<std::vector<float>> out;
   const size_t V = size_t(cfg_.vocab_size);
   for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i].last_streams) in[i].last_streams->assign(Xh.begin() + int64_t(i * nD), Xh.begin() + int64_t((i + 1) * nD));
     out.emplace_back(logits.begin() + int64_t(i * V), logits.begin() + int64_t((i + 1) * V));
     in[i].st->mtp_pos += in[i].S;
   }

@@ -43,7 +43,8 @@ struct SequenceState {
   // mark, forward the draft, rollback, forward the accepted tokens; release() stops journaling.
   struct Mark {
     int64_t pos = 0, mtp_pos = 0;
-    uint64_t id = 0;  // which mark() this is; a stale one is refused
+    uint64_t id = 0;        // which mark() this is; a stale one is refused
+    bool main_only = false; // made inside a forward (SeqInput::mark_after): the MTP block is not covered
   };
   Mark mark();
   void rollback(const Mark& m);
@@ -54,10 +55,11 @@ struct SequenceState {
 };
 
 struct ForwardResult {
-  std::vector<float> logits;        // [rows, V]: the last position, or every position with all_logits
+  std::vector<float> logits;        // [rows, V]: the last logit_rows positions, or every one with all_logits
   std::vector<float> final_streams; // [S, n, D] before hc_head, when keep_streams
   std::vector<float> layer_streams; // [n_layers, n, D] at the last position, when keep_layer_streams
   std::vector<std::vector<int32_t>> last_topk;  // per layer: indexer picks of the last token (CSA)
+  SequenceState::Mark mark;         // with SeqInput::mark_after: the mark made inside the forward
 };
 
 struct ForwardOptions {
@@ -86,6 +88,12 @@ class Model {
     SequenceState* st;
     const int32_t* ids;
     int64_t S;
+    // ≥ 0: mark the main model's state after the first mark_after tokens (replacing any mark), so
+    // one forward can re-feed accepted tokens and verify new drafts, then roll back to the drafts'
+    // start (ForwardResult::mark).
+    int64_t mark_after = -1;
+    int64_t logit_rows = 1;   // trailing rows whose logits are returned (without all_logits)
+    bool keep_streams = false;  // this sequence's final streams (as ForwardOptions::keep_streams)
   };
   // Consumes each sequence's ids at positions st.pos .. st.pos+S-1 (a prefill, a chunk, or a decode
   // step); all sequences share every matrix product. Results follow the input order.
@@ -99,6 +107,7 @@ class Model {
     const float* main_streams;  // [S, n, D]: the main model's final streams at t
     const int32_t* next_ids;    // tokens t+1
     int64_t S;
+    std::vector<float>* last_streams = nullptr;  // receives the block's output streams of the last row [n, D]
   };
   // MTP at positions st.mtp_pos ..; returns each sequence's last-row logits [V].
   std::vector<std::vector<float>> mtp_forward_batch(const std::vector<MtpInput>& in) const;

@@ -28,6 +28,11 @@ struct Scheduler::Active {
   int64_t fed = 0;  // prompt tokens consumed
   int64_t cached = 0;
   std::vector<int32_t> generated;
+  // Committed tokens the model has not consumed yet (the last one just sampled; after a rejected
+  // draft also the accepted ones, re-fed with the next draft) and the draft that follows them.
+  std::vector<int32_t> pending, draft;
+  std::vector<int32_t> successors;  // the drafter's view: committed tokens after the forward's first row
+  bool spec = false;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<StreamDecoder> dec;
   std::unique_ptr<StopMatcher> stops;
@@ -82,6 +87,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
   // Checkpoints pad the head past the last token (V4: 129280 rows); those rows must never be drawn.
   for (int32_t v = 0; v < int32_t(model_.config().vocab_size); ++v)
     if (!tok_.has_token(v)) untokenizable_.push_back(v);
+  drafter_ = make_drafter(model_, opt_.spec, untokenizable_);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -188,6 +194,8 @@ void Scheduler::admit(std::vector<std::unique_ptr<Active>>& active) {
       }
     }
     if (!hit) a->st = model_.new_sequence();
+    a->spec = drafter_ != nullptr;
+    if (a->spec) drafter_->resync(a->st);
     active.push_back(std::move(a));
   }
 }
@@ -231,10 +239,12 @@ void Scheduler::fail_request(Active& a, const std::string& message) {
   ++stats_.requests_failed;
 }
 
-void Scheduler::emit_token(Active& a, float* logits) {
-  const int64_t V = model_.config().vocab_size;
+void Scheduler::mask(float* logits) const {
   for (int32_t v : untokenizable_) logits[v] = -INFINITY;
-  const int32_t tok = a.sampler->sample(std::span<const float>(logits, size_t(V)), a.generated);
+}
+
+void Scheduler::emit_token(Active& a, int32_t tok, const float* logits) {
+  const int64_t V = model_.config().vocab_size;
   GenerationEvent e = a.event(GenerationEvent::Kind::Token);
   e.token = tok;
   if (a.req.top_logprobs >= 0) e.top = top_logprobs(logits, V, a.req.top_logprobs, tok, &e.logprob);
@@ -255,25 +265,82 @@ void Scheduler::emit_token(Active& a, float* logits) {
   e.text = r.text;
   a.cb(e);
   if (r.stopped) finish(a, FinishReason::Stop);
-  else if (int64_t(a.generated.size()) >= a.req.max_tokens || a.st.pos + 1 >= opt_.max_context)
+  else if (int64_t(a.generated.size()) >= a.req.max_tokens ||
+           a.prompt_len() + int64_t(a.generated.size()) >= opt_.max_context)
     finish(a, FinishReason::Length);
+}
+
+// After a forward that consumed pending ++ draft: decide the tokens row by row (the draft's while
+// they are accepted, then one drawn from the target), put the state where the accepted tokens end,
+// emit, and describe the result to the drafter.
+void Scheduler::verify(Active& a, ForwardResult& r, std::vector<DraftInput>& drafts) {
+  const size_t V = size_t(model_.config().vocab_size), U = a.pending.size(), k = a.draft.size();
+  const int64_t P = a.st.pos - int64_t(U + k);  // position of pending[0]
+  std::vector<int32_t> hist = a.generated, out;
+  size_t j = 0;
+  for (size_t row = 0; row <= k; ++row) {
+    float* l = r.logits.data() + row * V;
+    mask(l);
+    const Verdict v = verify_draft(*a.sampler, std::span<const float>(l, V), hist, row < k ? a.draft[row] : -1);
+    out.push_back(v.token);
+    hist.push_back(v.token);
+    if (!v.accepted) break;
+    ++j;
+  }
+  // Rejected drafts leave the state; the accepted ones are re-fed before the next draft.
+  std::vector<int32_t> pending;
+  if (j < k) {
+    a.st.rollback(r.mark);
+    pending.assign(a.draft.begin(), a.draft.begin() + int64_t(j));
+  }
+  if (a.st.marked()) a.st.release();
+  pending.push_back(out.back());
+  if (k > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.spec_steps;
+    stats_.spec_drafted += k;
+    stats_.spec_accepted += j;
+  }
+  for (size_t i = 0; i < out.size() && !a.done; ++i) emit_token(a, out[i], r.logits.data() + i * V);
+  a.successors.assign(a.pending.begin() + 1, a.pending.end());
+  a.successors.insert(a.successors.end(), out.begin(), out.end());
+  a.pending = std::move(pending);
+  a.draft.clear();
+  if (!a.spec || a.done) return;
+  const int64_t used = a.prompt_len() + int64_t(a.generated.size());
+  DraftInput d;
+  d.st = &a.st;
+  d.fwd = &r;
+  d.pos0 = P;
+  d.rows = int64_t(U + k);
+  d.committed = int64_t(U + j);
+  d.tokens = a.successors.data();
+  d.max_draft = int(std::max<int64_t>(0, std::min<int64_t>({opt_.spec.draft_max,
+                                                            a.req.max_tokens - int64_t(a.generated.size()) - 1,
+                                                            opt_.max_context - used - 1})));
+  drafts.push_back(std::move(d));
 }
 
 void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   // One forward call: each prefilling sequence contributes a chunk of its prompt (stopping one short
-  // of the end, so the state there can be cached), the others their next token.
+  // of the end, so the state there can be cached), the others their pending tokens and draft.
+  const bool streams = drafter_ && drafter_->needs_streams();
   std::vector<Model::SeqInput> in;
-  std::vector<int32_t> next(active.size());
+  std::vector<std::vector<int32_t>> feed(active.size());
   std::vector<bool> samples(active.size());
   for (size_t i = 0; i < active.size(); ++i) {
     Active& a = *active[i];
     const int64_t L = a.prompt_len();
     if (a.fed < L - 1) {
       const int64_t n = std::min(opt_.prefill_chunk, L - 1 - a.fed);
-      in.push_back({&a.st, a.req.prompt.data() + a.fed, n});
+      in.push_back({&a.st, a.req.prompt.data() + a.fed, n, -1, 1, a.spec && streams});
     } else {
-      next[i] = a.fed == L - 1 ? a.req.prompt[size_t(L - 1)] : a.generated.back();
-      in.push_back({&a.st, &next[i], 1});
+      if (a.pending.empty()) a.pending = {a.req.prompt[size_t(L - 1)]};
+      feed[i] = a.pending;
+      feed[i].insert(feed[i].end(), a.draft.begin(), a.draft.end());
+      const int64_t S = int64_t(feed[i].size());
+      in.push_back({&a.st, feed[i].data(), S, a.draft.empty() ? -1 : int64_t(a.pending.size()),
+                    int64_t(a.draft.size()) + 1, a.spec && streams});
       samples[i] = true;
     }
   }
@@ -284,16 +351,28 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
     for (auto& a : active) fail_request(*a, ex.what());
     return;
   }
+  std::vector<DraftInput> drafts;
+  drafts.reserve(active.size());
+  std::vector<Active*> drafted;
   for (size_t i = 0; i < active.size(); ++i) {
     Active& a = *active[i];
     if (!samples[i]) {
+      if (a.spec) {
+        DraftInput d;
+        d.st = &a.st;
+        d.fwd = &res[i];
+        d.pos0 = a.fed;
+        d.rows = d.committed = in[i].S;
+        d.tokens = a.req.prompt.data() + a.fed + 1;
+        drafts.push_back(std::move(d));
+        drafted.push_back(&a);
+      }
       a.fed += in[i].S;
       {
         std::lock_guard<std::mutex> lk(mu_);
         stats_.prefilled_tokens += uint64_t(in[i].S);
       }
       a.cb(a.event(GenerationEvent::Kind::Prefill));
-      if (a.fed == a.prompt_len() - 1) cache_put({a.req.prompt.begin(), a.req.prompt.end() - 1}, a.st);
       continue;
     }
     if (a.fed == a.prompt_len() - 1) {
@@ -302,12 +381,29 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       ++stats_.prefilled_tokens;
     }
     try {
-      emit_token(a, res[i].logits.data());
+      const size_t before = drafts.size();
+      verify(a, res[i], drafts);
+      if (drafts.size() > before) drafted.push_back(&a);
     } catch (const std::exception& ex) {
       // A broken model (NaN logits) fails its requests, never the scheduler thread.
       fail_request(a, std::string("model error: ") + ex.what());
     }
   }
+  if (!drafts.empty()) {
+    std::vector<DraftInput*> ptr;
+    for (auto& d : drafts) ptr.push_back(&d);
+    try {
+      drafter_->advance(ptr);
+      for (size_t i = 0; i < drafts.size(); ++i) drafted[i]->draft = std::move(drafts[i].draft);
+    } catch (const std::exception& ex) {
+      for (Active* a : drafted) fail_request(*a, std::string("draft model error: ") + ex.what());
+    }
+  }
+  // The state at the end of the prompt but its last token: cached for later requests (the drafter's
+  // state is level with it).
+  for (size_t i = 0; i < active.size(); ++i)
+    if (!samples[i] && !active[i]->done && active[i]->fed == active[i]->prompt_len() - 1)
+      cache_put({active[i]->req.prompt.begin(), active[i]->req.prompt.end() - 1}, active[i]->st);
 }
 
 void Scheduler::loop() {

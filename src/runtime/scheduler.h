@@ -17,6 +17,7 @@
 
 #include "model/transformer.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4 {
@@ -61,6 +62,7 @@ struct SchedulerOptions {
   int64_t max_context = 65536;           // prompt + completion tokens per sequence
   int64_t prefill_chunk = 256;           // prompt tokens per sequence per step
   size_t prefix_cache_bytes = size_t(1) << 30;
+  SpecOptions spec{};                    // speculative decoding (off by default)
 };
 
 struct SchedulerStats {
@@ -68,6 +70,8 @@ struct SchedulerStats {
   uint64_t active = 0, queued = 0;
   uint64_t prompt_tokens = 0, prefilled_tokens = 0, generated_tokens = 0;
   uint64_t cache_hits = 0, cache_lookups = 0, cache_hit_tokens = 0, cache_entries = 0, cache_bytes = 0;
+  // Speculative decoding: verification steps that carried a draft, tokens drafted, drafts accepted.
+  uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0;
   double busy_seconds = 0;
 };
 
@@ -102,7 +106,9 @@ class Scheduler {
   void admit(std::vector<std::unique_ptr<Active>>& active);
   void finish(Active& a, FinishReason reason, int32_t stop_token = -1);
   void fail_request(Active& a, const std::string& message);  // an Error event: the model failed
-  void emit_token(Active& a, float* logits);  // masks untokenizable ids in place
+  void mask(float* logits) const;  // untokenizable ids to -inf
+  void emit_token(Active& a, int32_t tok, const float* logits);
+  void verify(Active& a, ForwardResult& r, std::vector<DraftInput>& drafts);
   void cache_put(const std::vector<int32_t>& tokens, const SequenceState& st);
   const CacheEntry* cache_lookup(const std::vector<int32_t>& prompt);
 
@@ -110,6 +116,7 @@ class Scheduler {
   Tokenizer tok_;
   SchedulerOptions opt_;
   std::vector<int32_t> untokenizable_;  // model ids the tokenizer cannot decode: never sampled
+  std::unique_ptr<Drafter> drafter_;     // null: no speculative decoding
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Active>> queue_;

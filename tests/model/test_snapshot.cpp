@@ -139,6 +139,37 @@ TEST_P(SnapshotTest, SpeculativeLoopEqualsPlainDecode) {
   expect_same_state(st, ref);
 }
 
+// The mark made inside a forward (SeqInput::mark_after): one pass re-feeds U committed tokens and
+// scores k drafts of which the first j are right; rolling back to the mark and feeding the j accepted
+// ones equals a sequence that decoded those U + j tokens one by one (state bit for bit, and the verify
+// rows of the accepted prefix are its logits). Crosses ratio-4 and ratio-128 groups and the window.
+TEST_P(SnapshotTest, MarkInsideForwardEqualsAcceptedPrefix) {
+  const int64_t V = m->config().vocab_size, w = window();
+  for (int64_t p : {0, 5, 126, 130})
+    for (int64_t U : {1, 3})
+      for (int64_t k : {int64_t(0), int64_t(1), int64_t(4), w + 2})
+        for (int64_t j : {int64_t(0), k / 2, k}) {
+          SCOPED_TRACE("p " + std::to_string(p) + " U " + std::to_string(U) + " k " + std::to_string(k) + " j " +
+                       std::to_string(j));
+          std::vector<int32_t> tok(ids.begin() + p, ids.begin() + p + U + j);
+          tok.insert(tok.end(), wrong(), wrong() + (k - j));
+          SequenceState st = prefilled(p), ref = prefilled(p);
+          auto r = m->forward_batch({{&st, tok.data(), U + k, U, k + 1}})[0];
+          ASSERT_EQ(r.logits.size(), size_t((k + 1) * V));
+          EXPECT_EQ(r.mark.pos, p + U);
+          st.rollback(r.mark);
+          if (j > 0) m->forward(st, ids.data() + p + U, j);
+          std::vector<float> want;
+          for (int64_t i = 0; i < U + j; ++i) {
+            auto x = m->forward(ref, ids.data() + p + i, 1).logits;
+            if (i >= U - 1) want.insert(want.end(), x.begin(), x.end());
+          }
+          expect_same_state(st, ref);
+          EXPECT_TRUE(std::equal(want.begin(), want.end(), r.logits.begin()));
+          if (::testing::Test::HasFailure()) return;
+        }
+}
+
 // The mark survives a rollback (roll back again after other tokens); a stale or foreign mark and a
 // released one are refused.
 TEST_P(SnapshotTest, MarkStaysUntilReplacedOrReleased) {
