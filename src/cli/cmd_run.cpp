@@ -34,6 +34,7 @@ struct TurnResult {
   std::vector<chat::ToolCall> tool_calls;
   Outcome outcome;
   double prefill_seconds = 0, decode_seconds = 0;
+  uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0;  // this turn's share (one request at a time)
 };
 
 // Streams one assistant turn: reasoning dimmed (or hidden), content plain.
@@ -68,6 +69,7 @@ TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json
     std::fflush(stdout);
   };
   const auto t0 = std::chrono::steady_clock::now();
+  const SchedulerStats before = sched.stats();
   Session s(sched, std::move(req), thinking ? OutputMode::ChatThinking : OutputMode::Chat);
   g_request = s.id();
   bool reported = false;
@@ -86,6 +88,10 @@ TurnResult run_turn(Scheduler& sched, const GenerationArgs& ga, const chat::Json
   std::fputs("\n", stdout);
   std::fflush(stdout);
   out.outcome = s.outcome();
+  const SchedulerStats after = sched.stats();
+  out.spec_steps = after.spec_steps - before.spec_steps;
+  out.spec_drafted = after.spec_drafted - before.spec_drafted;
+  out.spec_accepted = after.spec_accepted - before.spec_accepted;
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double ttft = s.time_to_first_token();
   out.prefill_seconds = ttft > 0 ? ttft : total;
@@ -97,9 +103,13 @@ void print_speed(const TurnResult& r) {
   const Usage& u = r.outcome.usage;
   const double pp = double(u.prompt_tokens - u.cached_tokens) / std::max(r.prefill_seconds, 1e-9);
   const double tg = u.completion_tokens > 1 ? double(u.completion_tokens - 1) / std::max(r.decode_seconds, 1e-9) : 0;
-  std::fprintf(stderr, "prompt: %lld tokens (%lld cached), %.2f tokens/s | generation: %lld tokens, %.2f tokens/s | %s\n",
+  std::string spec;
+  if (r.spec_drafted > 0)
+    spec = fmt::format(" | drafts: {:.1f}% accepted, {:.2f} tokens per step", 100.0 * double(r.spec_accepted) / double(r.spec_drafted),
+                       1.0 + double(r.spec_accepted) / double(std::max<uint64_t>(r.spec_steps, 1)));
+  std::fprintf(stderr, "prompt: %lld tokens (%lld cached), %.2f tokens/s | generation: %lld tokens, %.2f tokens/s%s | %s\n",
                (long long)u.prompt_tokens, (long long)u.cached_tokens, pp, (long long)u.completion_tokens, tg,
-               finish_reason_name(r.outcome.finish_reason));
+               spec.c_str(), finish_reason_name(r.outcome.finish_reason));
 }
 
 chat::Json base_messages(const std::string& system) {

@@ -43,6 +43,12 @@ std::string Metrics::render(const SchedulerStats& s, const ConnectionStats& c, i
   counter("dsv4_prefill_tokens_total", "Prompt tokens run through the model (cache hits excluded).",
           double(s.prefilled_tokens));
   counter("dsv4_generated_tokens_total", "Tokens generated.", double(s.generated_tokens));
+  counter("dsv4_spec_steps_total", "Decode steps that verified a draft (--spec).", double(s.spec_steps));
+  counter("dsv4_spec_draft_tokens_total", "Tokens drafted (--spec).", double(s.spec_drafted));
+  counter("dsv4_spec_accepted_tokens_total", "Drafted tokens accepted by the main model (--spec).",
+          double(s.spec_accepted));
+  gauge("dsv4_spec_acceptance_rate", "Accepted over drafted tokens, since start (0 without drafts).",
+        s.spec_drafted ? double(s.spec_accepted) / double(s.spec_drafted) : 0.0);
   counter("dsv4_prefix_cache_lookups_total", "Prefix cache lookups.", double(s.cache_lookups));
   counter("dsv4_prefix_cache_hits_total", "Prefix cache lookups that reused a cached prefix.", double(s.cache_hits));
   counter("dsv4_prefix_cache_hit_tokens_total", "Prompt tokens restored from the prefix cache.",
