@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "io/npy.h"
 #include "cli/random_checkpoint.h"
@@ -228,7 +229,26 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
   std::printf("\n");
 }
 
-void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json, bool phases) {
+struct SpecBenchArgs {
+  std::string mode = "off", text;
+  int draft_max = 3, verify_max = 0, tokens = 64, prompts = 4;
+};
+
+// Prompts of 64 tokens at evenly spaced offsets of a text, tokenized by the model's tokenizer.
+std::vector<std::vector<int32_t>> spec_prompts(const Tokenizer& tok, const std::string& file, int n) {
+  const std::vector<int32_t> ids = tok.encode(read_text_file(file));
+  const size_t len = 64;
+  if (ids.size() < len * size_t(n)) fail("--spec-text {}: {} tokens, {} prompts of {} need more", file, ids.size(), n, len);
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < n; ++i) {
+    const size_t at = (ids.size() - len) * size_t(i) / size_t(std::max(n - 1, 1));
+    out.emplace_back(ids.begin() + int64_t(at), ids.begin() + int64_t(at + len));
+  }
+  return out;
+}
+
+void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json, bool phases,
+               const SpecBenchArgs& sb) {
   a.apply_threads();
   profile::enable(phases);
   const auto budget = ram_budget_arg(a.ram_budget);
@@ -241,7 +261,7 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
   nlohmann::json all = nlohmann::json::array();
   for (int64_t ctx : ctxs) {
     if (ctx < 1) fail("--ctx values must be positive");
-    BenchResult r = run_bench(model, ctx, std::max(steps, 1), 42);
+    BenchResult r = run_bench(model, ctx, std::max(steps, 1), 42, sb.verify_max);
     nlohmann::json j = {{"ctx", r.ctx},
                         {"threads", ThreadPool::global().size()},
                         {"decode_tokens_per_s", r.decode_tokens_per_s},
@@ -261,6 +281,10 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
       j["disk_read_bandwidth_bytes_per_s"] = r.disk_read_bandwidth_bytes_per_s;
       j["disk_probe_direct"] = r.disk_probe_direct;
       j["stream_roofline_ratio"] = r.stream_roofline_ratio;
+    }
+    if (!r.verify_cost_ratio.empty()) {
+      j["verify_cost_ratio"] = r.verify_cost_ratio;
+      if (model.has_mtp()) j["mtp_step_cost_ratio"] = r.mtp_step_cost_ratio;
     }
     if (phases) {
       j["prefill_phase_s"] = nlohmann::json::object();
@@ -283,6 +307,12 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                     100 * r.next_gate_predictor_hit_rate, r.disk_bytes_per_token, r.process_disk_bytes_per_token,
                     r.disk_read_bandwidth_bytes_per_s / 1e9, r.disk_probe_direct ? " (O_DIRECT)" : "",
                     100 * r.stream_roofline_ratio);
+      if (!r.verify_cost_ratio.empty()) {
+        std::printf("  verification step cost / decode step:");
+        for (size_t k = 0; k < r.verify_cost_ratio.size(); ++k) std::printf(" k=%zu %.2f", k + 1, r.verify_cost_ratio[k]);
+        if (model.has_mtp()) std::printf(" | one MTP draft step %.3f", r.mtp_step_cost_ratio);
+        std::printf("\n");
+      }
       if (phases) {
         std::printf("  %-18s %12s %14s\n", "phase", "prefill ms", "decode ms/step");
         for (auto& [name, sec] : r.prefill_phases) {
@@ -295,6 +325,28 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
     }
     std::fflush(stdout);
   }
+  if (sb.mode == "off") return;
+  const SpecOptions so{parse_spec_mode(sb.mode), sb.draft_max, 0};
+  const Tokenizer tok = Tokenizer::load(a.dir);
+  const std::string text = !sb.text.empty() ? sb.text : a.dir + "/heldout.txt";
+  const SpecBenchResult r = run_spec_bench(model, tok, spec_prompts(tok, text, sb.prompts), sb.tokens, so);
+  nlohmann::json j = {{"spec", sb.mode},
+                      {"draft_max", sb.draft_max},
+                      {"threads", ThreadPool::global().size()},
+                      {"plain_tokens_per_s", r.plain_tokens_per_s},
+                      {"spec_tokens_per_s", r.spec_tokens_per_s},
+                      {"speedup", r.speedup},
+                      {"acceptance_rate", r.acceptance_rate},
+                      {"tokens_per_step", r.tokens_per_step},
+                      {"generated", r.generated},
+                      {"identical", r.identical}};
+  if (json) std::printf("%s\n", j.dump().c_str());
+  else
+    std::printf("spec %s, draft-max %d: %.2f tok/s vs %.2f without drafts (x%.2f median of A/B pairs), %.1f%% of drafts "
+                "accepted, %.2f tokens per step, greedy output %s\n",
+                sb.mode.c_str(), sb.draft_max, r.spec_tokens_per_s, r.plain_tokens_per_s, r.speedup,
+                100 * r.acceptance_rate, r.tokens_per_step, r.identical ? "identical" : "DIFFERENT");
+  if (!r.identical) fail("speculative greedy output differs from plain greedy output");
 }
 
 }  // namespace
@@ -355,7 +407,15 @@ void register_model_commands(CLI::App& app) {
   bench->add_option("--decode-steps", bench_steps, "decode steps timed per context (median)");
   bench->add_flag("--json", bench_json, "one JSON object per context length");
   bench->add_flag("--profile", bench_phases, "also time each forward phase (attention parts, MoE, hyper-connections, head)");
-  bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json, bench_phases); });
+  static SpecBenchArgs bench_spec;
+  bench->add_option("--verify-max", bench_spec.verify_max,
+                    "also time verification steps of k = 1..N drafts against one decode step (the speculative cost curve)");
+  bench->add_option("--spec", bench_spec.mode, "also run greedy generation on real text with and without drafts: off, mtp, dspark")
+      ->check(CLI::IsMember({"off", "mtp", "dspark"}));
+  bench->add_option("--draft-max", bench_spec.draft_max, "tokens drafted per step at most (--spec)");
+  bench->add_option("--spec-text", bench_spec.text, "text the --spec prompts come from (default: the model's heldout.txt)");
+  bench->add_option("--spec-tokens", bench_spec.tokens, "tokens generated per prompt (--spec)");
+  bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json, bench_phases, bench_spec); });
 
   auto* gen = app.add_subcommand("generate", "greedy generation from token ids");
   gen_args.add(gen);

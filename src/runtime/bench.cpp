@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -17,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul_simd.h"
 #include "runtime/expert_cache.h"
+#include "runtime/scheduler.h"
 
 namespace dsv4 {
 
@@ -186,11 +189,11 @@ double prefill_flops_per_token(const Model& m, int64_t ctx) {
 
 constexpr int64_t kWarmupTokens = 2048;  // longer contexts: the warm-up covers part of the heap
 
-BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed) {
+BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed, int verify_max) {
   BenchResult r;
   r.ctx = ctx;
   std::mt19937_64 rng(seed);
-  std::vector<int32_t> ids(size_t(ctx + decode_steps));
+  std::vector<int32_t> ids(size_t(ctx + decode_steps + verify_max + 1));
   for (auto& t : ids) t = int32_t(rng() % uint64_t(m.config().vocab_size));
   r.peak_flops_per_s = measure_peak_flops();
   // Timed as in a running server: a warm-up request (up to kWarmupTokens) has mapped the weights in
@@ -224,6 +227,37 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   }
   r.decode_phases = profile::take();
   for (auto& p : r.decode_phases) p.second /= decode_steps;
+  // The cost curve of verification: k + 1 tokens in one step (the last sampled token and k drafts),
+  // marked after the first and rolled back, so every rep runs at the same context.
+  const double step_s = median(steps);
+  const int64_t at = ctx + decode_steps;
+  for (int k = 1; k <= verify_max; ++k) {
+    std::vector<double> t;
+    for (int i = 0; i < decode_steps; ++i) {
+      auto t1 = Clock::now();
+      auto res = m.forward_batch({{&st, ids.data() + at, k + 1, 1, k + 1}});
+      t.push_back(seconds_since(t1));
+      st.rollback(res[0].mark);
+    }
+    r.verify_cost_ratio.push_back(median(t) / step_s);
+  }
+  if (verify_max > 0) st.release();
+  if (verify_max > 0 && m.has_mtp()) {
+    ForwardOptions fo;
+    fo.keep_streams = true;
+    auto last = m.forward(st, ids.data() + at, 1, fo);
+    st.mtp_pos = st.pos - 1;  // level with the main model (the bench prefill ran no MTP)
+    std::vector<double> t;
+    for (int i = 0; i < decode_steps; ++i) {
+      std::vector<BlockState> saved = st.mtp;
+      auto t1 = Clock::now();
+      m.mtp_forward(st, last.final_streams.data(), ids.data() + at + 1, 1);
+      t.push_back(seconds_since(t1));
+      st.mtp = std::move(saved);
+      st.mtp_pos -= 1;
+    }
+    r.mtp_step_cost_ratio = median(t) / step_s;
+  }
   if (cache) {
     const ExpertCacheStats after = cache->stats();
     r.streaming = true;
@@ -241,12 +275,76 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   r.prefill_tokens_per_s = double(ctx) / prefill_s;
   r.prefill_flops_per_token = prefill_flops_per_token(m, ctx);
   r.prefill_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.peak_flops_per_s;
-  r.decode_tokens_per_s = 1.0 / median(steps);
+  r.decode_tokens_per_s = 1.0 / step_s;
   r.decode_bytes_per_token = bytes;
   r.read_bandwidth_bytes_per_s = median(bws);
   r.decode_roofline_ratio = median(ratios);
   if (r.streaming && r.disk_read_bandwidth_bytes_per_s > 0)
     r.stream_roofline_ratio = r.disk_bytes_per_token * r.decode_tokens_per_s / r.disk_read_bandwidth_bytes_per_s;
+  return r;
+}
+
+SpecBenchResult run_spec_bench(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
+                               int max_tokens, const SpecOptions& spec, int reps) {
+  struct Pass {
+    double seconds = 0;
+    uint64_t generated = 0, steps = 0, drafted = 0, accepted = 0;
+    std::vector<int32_t> tokens;
+  };
+  auto pass = [&](bool with_spec) {
+    SchedulerOptions o;
+    o.max_parallel = 1;
+    o.prefix_cache_bytes = 0;  // every prompt prefilled afresh, in both runs
+    if (with_spec) o.spec = spec;
+    Scheduler s(m, tok, o);
+    Pass p;
+    for (const auto& prompt : prompts) {
+      GenerationRequest q;
+      q.prompt = prompt;
+      q.sampling.temperature = 0;
+      q.max_tokens = max_tokens;
+      q.ignore_eos = true;
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      Clock::time_point first;
+      bool started = false;
+      s.submit(q, [&](const GenerationEvent& e) {
+        if (e.kind == GenerationEvent::Kind::Token && e.token >= 0) {
+          if (!started) first = Clock::now(), started = true;  // decode time starts after the first token
+          p.tokens.push_back(e.token);
+        }
+        if (e.kind == GenerationEvent::Kind::Done || e.kind == GenerationEvent::Kind::Error) {
+          std::lock_guard<std::mutex> lk(mu);
+          p.seconds += started ? seconds_since(first) : 0;
+          done = true;
+          cv.notify_all();
+        }
+      });
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return done; });
+    }
+    const SchedulerStats st = s.stats();
+    p.generated = st.generated_tokens - prompts.size();  // the first token of each is not timed
+    p.steps = st.spec_steps, p.drafted = st.spec_drafted, p.accepted = st.spec_accepted;
+    return p;
+  };
+  SpecBenchResult r;
+  std::vector<double> plain, fast;
+  for (int i = 0; i < std::max(reps, 1); ++i) {
+    const Pass a = pass(false), b = pass(true);
+    plain.push_back(double(a.generated) / a.seconds);
+    fast.push_back(double(b.generated) / b.seconds);
+    r.identical = r.identical && a.tokens == b.tokens;
+    r.generated = b.generated;
+    r.acceptance_rate = b.drafted ? double(b.accepted) / double(b.drafted) : 0;
+    r.tokens_per_step = b.steps ? 1.0 + double(b.accepted) / double(b.steps) : 1;
+  }
+  r.plain_tokens_per_s = median(plain);
+  r.spec_tokens_per_s = median(fast);
+  std::vector<double> ratio;
+  for (size_t i = 0; i < plain.size(); ++i) ratio.push_back(fast[i] / plain[i]);
+  r.speedup = median(ratio);
   return r;
 }
 

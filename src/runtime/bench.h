@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "model/transformer.h"
+#include "runtime/speculative.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4 {
 
@@ -22,6 +24,10 @@ struct BenchResult {
   bool disk_probe_direct = false;
   // With profile::enable(true): seconds per forward phase, for the prefill and per decode step.
   std::vector<std::pair<std::string, double>> prefill_phases, decode_phases;
+  // With verify_max > 0: the median time of a step that verifies k drafts (k + 1 tokens, rolled
+  // back) over one decode step, k = 1..verify_max; and one MTP draft step over one decode step.
+  std::vector<double> verify_cost_ratio;
+  double mtp_step_cost_ratio = 0;
 };
 
 // Multi-threaded streaming read of a random buffer larger than the caches (filled once).
@@ -44,6 +50,18 @@ double decode_bytes_per_token(const Model& m, int64_t ctx);
 double prefill_flops_per_token(const Model& m, int64_t ctx);
 // Random token ids, prefill ctx of them, then `decode_steps` single-token steps. decode_roofline_ratio
 // is the median over steps of each step's ratio to the bandwidth probed just before it.
-BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed);
+BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed, int verify_max = 0);
+
+// End-to-end speculative decoding on real text: greedy continuations of `prompts` (token ids) with
+// and without drafts, alternated A/B `reps` times on one sequence at a time; medians.
+struct SpecBenchResult {
+  double plain_tokens_per_s = 0, spec_tokens_per_s = 0, speedup = 0;
+  double acceptance_rate = 0;       // accepted / drafted
+  double tokens_per_step = 0;       // mean accepted length + 1: tokens per verification step
+  uint64_t generated = 0;
+  bool identical = true;            // the greedy tokens of both runs agree
+};
+SpecBenchResult run_spec_bench(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
+                               int max_tokens, const SpecOptions& spec, int reps = 3);
 
 }  // namespace dsv4
