@@ -370,9 +370,12 @@ void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
   const bool wide = false;
 #else
-  const bool wide = S == 1 && W.fmt != Linear::Format::FP4;
+  const bool wide = W.fmt != Linear::Format::FP4;
 #endif
-  aux.prefetch_rows = wide ? 8 : S == 1 ? 4 : 2;  // the next row group
+  // A few tokens (a verification step, a small batch) keep ≥ 8 accumulator chains too: 4 rows × 2
+  // tokens, 3 × 3, 4 × 4 where the registers allow, instead of 2 rows, whose FMAs wait on latency.
+  const int64_t R = S == 1 ? (wide ? 8 : 4) : S == 3 ? 3 : wide ? 4 : 2;
+  aux.prefetch_rows = R;  // the next row group
   auto rows = [&](auto kernel, int R, int64_t& o) {
     for (; o + R <= o1; o += R) {
       if (W.fmt == Linear::Format::FP4) {
@@ -390,9 +393,16 @@ void RowsDecode(const Linear& W, int64_t o0, int64_t o1, const float* x, int64_t
       rows(FusedRows<4, 1>, 4, o);
       rows(FusedRows<1, 1>, 1, o);
       break;
-    case 2: rows(FusedRows<2, 2>, 2, o); rows(FusedRows<1, 2>, 1, o); break;
-    case 3: rows(FusedRows<2, 3>, 2, o); rows(FusedRows<1, 3>, 1, o); break;
-    default: rows(FusedRows<2, 4>, 2, o); rows(FusedRows<1, 4>, 1, o);
+    case 2:
+      if (R == 4) rows(FusedRows<4, 2>, 4, o);
+      rows(FusedRows<2, 2>, 2, o);
+      rows(FusedRows<1, 2>, 1, o);
+      break;
+    case 3: rows(FusedRows<3, 3>, 3, o); rows(FusedRows<1, 3>, 1, o); break;
+    default:
+      if (R == 4) rows(FusedRows<4, 4>, 4, o);
+      rows(FusedRows<2, 4>, 2, o);
+      rows(FusedRows<1, 4>, 1, o);
   }
 }
 
