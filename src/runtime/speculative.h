@@ -1,5 +1,5 @@
 #pragma once
-// Speculative decoding with the checkpoint's own draft heads (architecture.md §6): a drafter proposes
+// Speculative decoding with the checkpoint's own draft heads (architecture.md §5.5): a drafter proposes
 // k tokens, the main model scores them in the same forward that consumes the last sampled token, and
 // an acceptance rule keeps the longest prefix the target distribution agrees with. Drafts are greedy
 // (a point mass), so the rule is: accept d with probability p(d); on rejection draw from p with d
