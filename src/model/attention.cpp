@@ -110,6 +110,47 @@ void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment
 
 }  // namespace
 
+void attention_queries(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x,
+                       int64_t rows, const int64_t* pos, const NumericsOptions& opt, ThreadPool& pool, float* qr,
+                       float* q) {
+  const int H = cfg.n_heads, d = cfg.head_dim, qr_dim = cfg.q_lora_rank;
+  const float eps = float(cfg.norm_eps);
+  // qr = q_norm(wq_a x); q = wq_b qr; unweighted RMS per head; RoPE on the tail.
+  matmul(w.wq_a, x, rows, qr, opt.act_quant, pool);
+  rmsnorm_rows(qr, w.q_norm.data(), size_t(rows), size_t(qr_dim), eps, qr);
+  matmul(w.wq_b, qr, rows, q, opt.act_quant, pool);
+  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r)
+      for (int h = 0; h < H; ++h) {
+        float* qh = q + (r * size_t(H) + size_t(h)) * size_t(d);
+        rmsnorm(qh, nullptr, size_t(d), eps, qh);
+        rope.apply(qh, d, pos[r]);
+      }
+  });
+}
+
+void attention_kv(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x, int64_t rows,
+                  const int64_t* pos, const NumericsOptions& opt, ThreadPool& pool, float* kv) {
+  const int d = cfg.head_dim, nope = cfg.nope_dim();
+  const float eps = float(cfg.norm_eps);
+  matmul(w.wkv, x, rows, kv, opt.act_quant, pool);
+  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      float* k = kv + r * size_t(d);
+      rmsnorm(k, w.kv_norm.data(), size_t(d), eps, k);
+      rope.apply(k, d, pos[r]);
+      if (opt.kv_fp8_roundtrip) fp8_roundtrip(k, size_t(nope), 64);
+    }
+  });
+}
+
+void attention_output(const AttentionWeights& w, const ModelConfig& cfg, const float* o, int64_t rows,
+                      const NumericsOptions& opt, ThreadPool& pool, float* out) {
+  std::vector<float> u(size_t(rows * cfg.o_groups * cfg.o_lora_rank));
+  matmul_grouped(w.wo_a, cfg.o_groups, o, rows, u.data(), pool);
+  matmul(w.wo_b, u.data(), rows, out, opt.act_quant, pool);
+}
+
 void attention_forward(const AttentionWeights& w, const std::vector<AttentionState*>& states,
                        const std::vector<Segment>& segs, const ModelConfig& cfg, const Rope& rope, const float* x,
                        const NumericsOptions& opt, ThreadPool& pool, float* out,
@@ -119,28 +160,11 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
   const int64_t rows = total_rows(segs);
   const std::vector<int64_t> pos = row_positions(segs);
 
-  // Q path: qr = q_norm(wq_a x); q = wq_b qr; unweighted RMS per head; RoPE on the tail.
-  std::vector<float> qr(size_t(rows * qr_dim)), q(size_t(rows * H * d));
+  // Q path and window KV rows, already on the grid they will have in the ring.
+  std::vector<float> qr(size_t(rows * qr_dim)), q(size_t(rows * H * d)), kv(size_t(rows * d));
   std::optional<profile::Scope> phase(std::in_place, "attn.q_kv");
-  matmul(w.wq_a, x, rows, qr.data(), opt.act_quant, pool);
-  rmsnorm_rows(qr.data(), w.q_norm.data(), size_t(rows), size_t(qr_dim), eps, qr.data());
-  matmul(w.wq_b, qr.data(), rows, q.data(), opt.act_quant, pool);
-  // Window KV rows, already on the grid they will have in the ring.
-  std::vector<float> kv(size_t(rows * d));
-  matmul(w.wkv, x, rows, kv.data(), opt.act_quant, pool);
-  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
-    for (size_t r = r0; r < r1; ++r) {
-      for (int h = 0; h < H; ++h) {
-        float* qh = q.data() + (r * size_t(H) + size_t(h)) * size_t(d);
-        rmsnorm(qh, nullptr, size_t(d), eps, qh);
-        rope.apply(qh, d, pos[r]);
-      }
-      float* k = kv.data() + r * size_t(d);
-      rmsnorm(k, w.kv_norm.data(), size_t(d), eps, k);
-      rope.apply(k, d, pos[r]);
-      if (opt.kv_fp8_roundtrip) fp8_roundtrip(k, size_t(nope), 64);
-    }
-  });
+  attention_queries(w, cfg, rope, x, rows, pos.data(), opt, pool, qr.data(), q.data());
+  attention_kv(w, cfg, rope, x, rows, pos.data(), opt, pool, kv.data());
 
   // Compressed entries emitted by these rows become visible before attention (architecture.md §4.12).
   phase.emplace("attn.compressor");
@@ -186,9 +210,7 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
     attend_segment(w, *states[i], segs[i], cfg, rope, q.data(), kv.data(), picks, pool, o.data());
 
   phase.emplace("attn.out");
-  std::vector<float> u(size_t(rows * cfg.o_groups * cfg.o_lora_rank));
-  matmul_grouped(w.wo_a, cfg.o_groups, o.data(), rows, u.data(), pool);
-  matmul(w.wo_b, u.data(), rows, out, opt.act_quant, pool);
+  attention_output(w, cfg, o.data(), rows, opt, pool, out);
   if (topk_out) *topk_out = std::move(picks);
 }
 

@@ -38,4 +38,17 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
                        const NumericsOptions& opt, ThreadPool& pool, float* out,
                        std::vector<std::vector<int32_t>>* topk_out = nullptr);
 
+// The pieces of the sublayer that other attention patterns (the DSpark draft block) reuse; x is the
+// attn_norm output [rows, D] and pos[r] each row's absolute position.
+// Queries (§4.8): qr = q_norm(wq_a x) [rows, q_r]; q = wq_b qr [rows, H, d], RMS per head, RoPE.
+void attention_queries(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x,
+                       int64_t rows, const int64_t* pos, const NumericsOptions& opt, ThreadPool& pool, float* qr,
+                       float* q);
+// Window KV rows (§4.9): kv_norm(wkv x), RoPE, then the KV round-trip of the nope dims [rows, d].
+void attention_kv(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x, int64_t rows,
+                  const int64_t* pos, const NumericsOptions& opt, ThreadPool& pool, float* kv);
+// De-rotated head outputs o [rows, H·d] → grouped wo_a → wo_b (§4.15) into out [rows, D].
+void attention_output(const AttentionWeights& w, const ModelConfig& cfg, const float* o, int64_t rows,
+                      const NumericsOptions& opt, ThreadPool& pool, float* out);
+
 }  // namespace dsv4
