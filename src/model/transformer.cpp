@@ -31,6 +31,8 @@ RopeParams rope_params(const ModelConfig& c, bool compressed) {
   return p;
 }
 
+}  // namespace
+
 HcParams hc_params(const HcWeights& w, const ModelConfig& c) {
   HcParams p;
   p.fn = w.fn.data();
@@ -44,11 +46,9 @@ HcParams hc_params(const HcWeights& w, const ModelConfig& c) {
   return p;
 }
 
-}  // namespace
-
 size_t SequenceState::kv_bytes() const {
   size_t b = 0;
-  for (auto* v : {&layers, &mtp})
+  for (auto* v : {&layers, &mtp, &dspark})
     for (auto& l : *v)
       b += l.attn.ring.bytes() + l.attn.compressed.bytes() + l.attn.indexer.keys.size() * 4;
   return b;
@@ -60,10 +60,10 @@ std::atomic<uint64_t> next_mark_id{1};
 }  // namespace
 
 SequenceState::Mark SequenceState::mark() {
-  for (auto* v : {&layers, &mtp})
+  for (auto* v : {&layers, &mtp, &dspark})
     for (auto& l : *v) l.attn.mark();
   mark_id = next_mark_id.fetch_add(1);
-  return {pos, mtp_pos, mark_id};
+  return {pos, mtp_pos, dspark_pos, mark_id};
 }
 
 void SequenceState::rollback(const Mark& m) {
@@ -71,19 +71,21 @@ void SequenceState::rollback(const Mark& m) {
   for (auto& l : layers) l.attn.rollback();
   pos = m.pos;
   if (m.main_only) return;
-  for (auto& l : mtp) l.attn.rollback();
+  for (auto* v : {&mtp, &dspark})
+    for (auto& l : *v) l.attn.rollback();
   mtp_pos = m.mtp_pos;
+  dspark_pos = m.dspark_pos;
 }
 
 void SequenceState::release() {
-  for (auto* v : {&layers, &mtp})
+  for (auto* v : {&layers, &mtp, &dspark})
     for (auto& l : *v) l.attn.release();
   mark_id = 0;
 }
 
 size_t SequenceState::journal_bytes() const {
   size_t b = 0;
-  for (auto* v : {&layers, &mtp})
+  for (auto* v : {&layers, &mtp, &dspark})
     for (auto& l : *v) b += l.attn.journal_bytes();
   return b;
 }
@@ -121,6 +123,10 @@ SequenceState Model::new_sequence() const {
   if (w_.mtp) {
     st.mtp.resize(1);
     st.mtp[0].attn.reset(w_.mtp->block.attn, cfg_, opt_);
+  }
+  if (w_.dspark) {
+    st.dspark.resize(w_.dspark->stages.size());
+    for (size_t s = 0; s < st.dspark.size(); ++s) st.dspark[s].attn.reset(w_.dspark->stages[s].attn, cfg_, opt_);
   }
   return st;
 }
@@ -207,14 +213,15 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     ids.insert(ids.end(), s.ids, s.ids + s.S);
     row += s.S;
   }
-  // The main layers are marked inside the forward; the MTP block keeps its own journals off.
+  // The main layers are marked inside the forward; the MTP block and DSpark rings stop journaling.
   std::vector<ForwardResult> res(in.size());
   for (size_t i = 0; i < in.size(); ++i)
     if (in[i].mark_after >= 0) {
       SequenceState& st = *in[i].st;
-      for (auto& l : st.mtp) l.attn.release();
+      for (auto* v : {&st.mtp, &st.dspark})
+        for (auto& l : *v) l.attn.release();
       st.mark_id = next_mark_id.fetch_add(1);
-      res[i].mark = {segs[i].mark_at, st.mtp_pos, st.mark_id, true};
+      res[i].mark = {segs[i].mark_at, st.mtp_pos, st.dspark_pos, st.mark_id, true};
     }
   const int64_t rows = row;
   experts_->begin_forward();
@@ -228,6 +235,11 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     }
   });
 
+  if (fo.keep_taps) {
+    if (!w_.dspark) fail("keep_taps: this checkpoint has no DSpark draft head");
+    const size_t TD = cfg_.dspark_target_layer_ids.size() * size_t(D);
+    for (size_t i = 0; i < in.size(); ++i) res[i].taps.resize(size_t(segs[i].S) * TD);
+  }
   std::vector<int64_t> last_rows;
   for (auto& s : segs) last_rows.push_back(s.row0 + s.S - 1);
   for (size_t l = 0; l < w_.blocks.size(); ++l) {
@@ -236,6 +248,7 @@ std::vector<ForwardResult> Model::forward_batch(const std::vector<SeqInput>& in,
     std::vector<std::vector<int32_t>> topk;
     block_forward(w_.blocks[l], states, segs, X.data(), ids.data(), &topk,
                   l + 1 < w_.blocks.size() ? &w_.blocks[l + 1] : nullptr);
+    if (fo.keep_taps) keep_taps(int(l), X.data(), segs, res);
     for (size_t i = 0; i < in.size(); ++i) {
       res[i].last_topk.push_back(topk.empty() ? std::vector<int32_t>{} : topk[size_t(last_rows[i])]);
       if (fo.keep_layer_streams)

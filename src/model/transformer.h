@@ -9,8 +9,10 @@
 
 #include "io/config.h"
 #include "io/safetensors.h"
+#include "kernels/hyper_connection.h"
 #include "kernels/rope.h"
 #include "model/attention.h"
+#include "model/dspark.h"
 #include "model/expert_store.h"
 #include "model/options.h"
 #include "model/weights.h"
@@ -18,6 +20,9 @@
 namespace dsv4 {
 
 class ThreadPool;
+
+// The kernel parameters of one hyper-connection (architecture.md §4.4, §4.18).
+HcParams hc_params(const HcWeights& w, const ModelConfig& c);
 
 struct BlockState {
   AttentionState attn;
@@ -31,6 +36,8 @@ struct SequenceState {
   std::vector<BlockState> layers;
   int64_t mtp_pos = 0;
   std::vector<BlockState> mtp;      // the MTP block's own window
+  int64_t dspark_pos = 0;           // positions committed to the DSpark stage rings
+  std::vector<BlockState> dspark;   // one window ring per DSpark stage
   size_t kv_bytes() const;
 
   // Cheap rollback (speculative decoding, prefix reuse). mark() makes the current state the rollback
@@ -39,12 +46,13 @@ struct SequenceState {
   // tokens) and of each compressor slot row (≤ min(N, R) rows of kv and score, indexer compressor
   // alike), plus the previous group once when an overlapping group completes. Compressed rows and
   // index keys are append-only: rollback truncates them. rollback(m) restores the state at m bit for
-  // bit (main model and MTP block, pos and mtp_pos) and stays marked at m, so a speculative step is
-  // mark, forward the draft, rollback, forward the accepted tokens; release() stops journaling.
+  // bit (main model, MTP block, DSpark rings, pos, mtp_pos and dspark_pos) and stays marked at m, so a
+  // speculative step is mark, forward the draft, rollback, forward the accepted tokens; release() stops
+  // journaling.
   struct Mark {
-    int64_t pos = 0, mtp_pos = 0;
+    int64_t pos = 0, mtp_pos = 0, dspark_pos = 0;
     uint64_t id = 0;        // which mark() this is; a stale one is refused
-    bool main_only = false; // made inside a forward (SeqInput::mark_after): the MTP block is not covered
+    bool main_only = false; // made inside a forward (SeqInput::mark_after): MTP and DSpark not covered
   };
   Mark mark();
   void rollback(const Mark& m);
@@ -60,12 +68,14 @@ struct ForwardResult {
   std::vector<float> layer_streams; // [n_layers, n, D] at the last position, when keep_layer_streams
   std::vector<std::vector<int32_t>> last_topk;  // per layer: indexer picks of the last token (CSA)
   SequenceState::Mark mark;         // with SeqInput::mark_after: the mark made inside the forward
+  std::vector<float> taps;          // [S, T·D] DSpark main hidden of every row, when keep_taps
 };
 
 struct ForwardOptions {
   bool all_logits = false;
   bool keep_streams = false;
   bool keep_layer_streams = false;
+  bool keep_taps = false;  // DSpark checkpoints: the stream means after the target layers (architecture.md §4.20)
 };
 
 class Model {
@@ -78,6 +88,7 @@ class Model {
   const Checkpoint& checkpoint() const { return *ckpt_; }
   const NumericsOptions& numerics() const { return opt_; }
   bool has_mtp() const { return w_.mtp != nullptr; }
+  bool has_dspark() const { return w_.dspark != nullptr; }
   // Where routed experts come from (default: the memory map). Null restores the default.
   void set_expert_store(std::shared_ptr<ExpertStore> s);
   ExpertStore& expert_store() const { return *experts_; }
@@ -116,10 +127,23 @@ class Model {
     return std::move(mtp_forward_batch({{&st, main_streams, next_ids, S}})[0]);
   }
 
+  // DSpark draft head (model/dspark.h, architecture.md §4.20). commit writes the main KV of positions
+  // st.dspark_pos .. +S-1 into every stage ring from their taps; draft reads the rings and changes nothing.
+  void dspark_commit_batch(const std::vector<DSparkCommit>& in) const;
+  void dspark_commit(SequenceState& st, const float* taps, int64_t S) const { dspark_commit_batch({{&st, taps, S}}); }
+  std::vector<DSparkDraft> dspark_draft_batch(const std::vector<DSparkDraftInput>& in,
+                                              const DSparkDraftOptions& o = {}) const;
+  DSparkDraft dspark_draft(const SequenceState& st, int32_t token, const DSparkDraftOptions& o = {}) const {
+    return std::move(dspark_draft_batch({{&st, token}}, o)[0]);
+  }
+
  private:
   void block_forward(const BlockWeights& b, const std::vector<BlockState*>& states, const std::vector<Segment>& segs,
                      float* X, const int32_t* ids, std::vector<std::vector<int32_t>>* topk,
                      const BlockWeights* next) const;
+  const DSparkWeights& dspark_weights() const;  // fails clearly without a draft head
+  // Appends the stream means of every row to res[i].taps when block `layer` is a DSpark target.
+  void keep_taps(int layer, const float* X, const std::vector<Segment>& segs, std::vector<ForwardResult>& res) const;
   void prefetch_hash_experts(const std::vector<int32_t>& ids) const;
   std::vector<float> head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const;
   // The global pool is looked up per call: its size may change (--threads, tests).

@@ -38,9 +38,13 @@ inline void expect_same_state(const SequenceState& a, const SequenceState& b) {
   ASSERT_EQ(a.mtp_pos, b.mtp_pos);
   ASSERT_EQ(a.layers.size(), b.layers.size());
   ASSERT_EQ(a.mtp.size(), b.mtp.size());
+  ASSERT_EQ(a.dspark_pos, b.dspark_pos);
+  ASSERT_EQ(a.dspark.size(), b.dspark.size());
   for (size_t l = 0; l < a.layers.size(); ++l)
     expect_same_attention(a.layers[l].attn, b.layers[l].attn, "layer " + std::to_string(l));
   for (size_t l = 0; l < a.mtp.size(); ++l) expect_same_attention(a.mtp[l].attn, b.mtp[l].attn, "MTP block");
+  for (size_t l = 0; l < a.dspark.size(); ++l)
+    expect_same_attention(a.dspark[l].attn, b.dspark[l].attn, "DSpark stage " + std::to_string(l));
 }
 
 }  // namespace dsv4::test
