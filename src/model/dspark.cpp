@@ -216,7 +216,7 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
   matmul(w_.head, zn.data(), rows, logits.data(), false, pool());
 
   // Markov chain, row by row for all blocks at once: row j gets markov_w2 · markov_w1[prev_j], where
-  // prev_0 = t_{p+1} and prev_{j+1} = argmax of row j after its bias (or the forced ids).
+  // prev_0 = t_{p+1} and prev_{j+1} is picked from row j after its bias (or the forced ids).
   std::vector<float> me(N * size_t(R)), bias(N * V), cin(size_t(rows) * size_t(D + R));
   for (size_t i = 0; i < N; ++i) out[i].ids = {in[i].token};
   for (int j = 0; j < B; ++j) {
@@ -229,7 +229,9 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
       const size_t r = i * size_t(B) + size_t(j);
       float* row = logits.data() + r * V;
       for (size_t v = 0; v < V; ++v) row[v] += bias[i * V + v];
-      out[i].ids.push_back(int32_t(std::max_element(row, row + V) - row));  // first maximum, as torch.argmax
+      const int32_t next = o.pick ? o.pick(i, j, row) : int32_t(std::max_element(row, row + V) - row);
+      check_id(next, "picked id");
+      out[i].ids.push_back(next);
       std::memcpy(cin.data() + r * size_t(D + R), z.data() + r * size_t(D), size_t(D) * 4);
       std::memcpy(cin.data() + r * size_t(D + R) + D, me.data() + i * size_t(R), size_t(R) * 4);
     }

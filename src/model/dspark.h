@@ -12,6 +12,7 @@
 // from the pre-norm hidden and the bigram embedding. Model::dspark_commit / dspark_draft run it
 // (model/transformer.h).
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace dsv4 {
@@ -36,11 +37,14 @@ struct DSparkDraftInput {
 
 struct DSparkDraftOptions {
   bool keep_stage_streams = false;
+  // The next id of the chain from row j of draft i ([V] logits after the Markov bias), e.g. a sampler;
+  // empty = greedy (the first maximum, as torch.argmax).
+  std::function<int32_t(size_t i, int j, const float* logits)> pick;
 };
 
 struct DSparkDraft {
   std::vector<float> logits;         // [block, V] after the Markov bias; row j predicts position p+2+j
-  std::vector<int32_t> ids;          // [block+1]: token, then the argmax of each row
+  std::vector<int32_t> ids;          // [block+1]: token, then the id picked from each row
   std::vector<float> confidence;     // [block], raw (no sigmoid)
   std::vector<float> stage_streams;  // [stages, block, n, D] each stage's output, when keep_stage_streams
 };

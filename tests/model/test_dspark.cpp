@@ -216,7 +216,7 @@ TEST(DSpark0731, DraftLeavesStateUntouchedAndRollbackRestoresRings) {
   expect_same_state(a, b);
 }
 
-TEST(DSpark0731, BatchedDraftsAndCommitsEqualSeparateRuns) {
+TEST(DSpark0731, BatchedDraftsAndCommitsEqualSeparateRunsAndAPickerDrivesTheChain) {
   Golden g("tiny-0731");
   Model m(fixture_dir("tiny-0731"));
   const auto ids = g.i32("input_ids");
@@ -240,6 +240,16 @@ TEST(DSpark0731, BatchedDraftsAndCommitsEqualSeparateRuns) {
   EXPECT_TRUE(same_bits(both[1].confidence, sb.confidence));
   EXPECT_EQ(both[0].ids, sa.ids);
   EXPECT_EQ(both[1].ids, sb.ids);
+
+  // A picker replaces the argmax: the chain follows it, and forcing the Markov inputs to that chain
+  // gives the same rows.
+  DSparkDraftOptions o;
+  o.pick = [](size_t i, int j, const float*) { return int32_t(11 * (int(i) + 1) + j); };
+  auto picked = m.dspark_draft_batch({{&a, 7}, {&b, 9}}, o);
+  EXPECT_EQ(picked[1].ids, (std::vector<int32_t>{9, 22, 23, 24, 25, 26}));
+  auto forced = m.dspark_draft_batch({{&b, 9, picked[1].ids.data()}});
+  EXPECT_TRUE(same_bits(forced[0].logits, picked[1].logits));
+  EXPECT_TRUE(same_bits(forced[0].confidence, picked[1].confidence));
 }
 
 // The error message of f(), or "" if it did not throw.
@@ -279,6 +289,9 @@ TEST(DSpark0731, BadInputsGiveClearErrors) {
   EXPECT_NE(error_of([&] { m.dspark_commit(st, r.taps.data(), 11); }).find("beyond"), std::string::npos);
   m.dspark_commit(st, r.taps.data(), 10);
   EXPECT_NE(error_of([&] { m.dspark_draft(st, 512); }).find("outside the vocabulary"), std::string::npos);
+  DSparkDraftOptions bad_pick;
+  bad_pick.pick = [](size_t, int, const float*) { return int32_t(-3); };
+  EXPECT_NE(error_of([&] { m.dspark_draft(st, 3, bad_pick); }).find("outside the vocabulary"), std::string::npos);
   const std::vector<int32_t> forced = {1, 2, -1, 4, 5};
   EXPECT_NE(error_of([&] { m.dspark_draft_batch({{&st, 3, forced.data()}}); }).find("outside the vocabulary"),
             std::string::npos);
