@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
 
 const here = new URL('.', import.meta.url).pathname;
 export const BIN = process.env.DSV4_BIN || resolve(here, '../../build/dsv4');
@@ -44,6 +45,7 @@ export async function startServer(args = [], { timeoutMs = 120000, model = MODEL
     proc,
     log: () => log,
     client: (opts = {}) => new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120000, ...opts }),
+    anthropic: (opts = {}) => new Anthropic({ baseURL: url, apiKey: 'none', maxRetries: 0, timeout: 120000, ...opts }),
     // SIGTERM, then the exit status (a clean shutdown exits 0).
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
