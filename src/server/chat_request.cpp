@@ -133,6 +133,23 @@ Json openai_messages(const Json& messages, const std::string& param) {
   return out;
 }
 
+bool continue_final_message(Json& messages, const std::string& param) {
+  if (messages.empty() || messages.back().value("role", "") != "assistant") return false;
+  Json& last = messages.back();
+  if (last.contains("tool_calls"))
+    bad_request(param, fmt::format("'{}' ends in an assistant message with tool calls: send their results (tool "
+                                   "messages), or end with assistant text to continue it",
+                                   param));
+  const bool has_reasoning = last.contains("reasoning_content") && !last["reasoning_content"].get_ref<const std::string&>().empty();
+  if (last["content"].get_ref<const std::string&>().empty() && !has_reasoning && !last.contains("wo_eos")) {
+    messages.erase(messages.size() - 1);
+    if (messages.empty()) bad_request(param, fmt::format("'{}' holds only an empty assistant message", param));
+    return continue_final_message(messages, param);
+  }
+  last["wo_eos"] = true;
+  return true;
+}
+
 Json select_tools(const Json* tools, const Json* tool_choice, const std::string& param) {
   Json out = Json::array();
   if (tools) {

@@ -33,6 +33,13 @@ ChatPrompt render_chat(const Context& ctx, ChatInputs in);
 // (its OpenAI meaning), tool_calls and tool results checked. `param` names the field in errors.
 Json openai_messages(const Json& messages, const std::string& param);
 
+// A conversation that ends in an assistant message continues it (Anthropic's prefill, DeepSeek's
+// `prefix: true`, vLLM's continue_final_message): the turn is left open (no end-of-sentence), so the answer
+// goes on from its text, with any reasoning it carries already closed. An empty one is dropped (a new
+// answer, thinking as asked) unless marked `prefix`; one with tool calls is a 400 naming `param`.
+// Returns whether it continues.
+bool continue_final_message(Json& messages, const std::string& param);
+
 // Text of an OpenAI/Responses/Anthropic content value: a string, or an array of text parts (joined with
 // blank lines, as the encoder joins tool-result parts). Non-text parts are a 400.
 std::string content_text(const Json& content, const std::string& param);

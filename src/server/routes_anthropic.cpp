@@ -157,8 +157,10 @@ Job messages_job(Context& ctx, const Json& body, bool count_only) {
       if (!map_effort(*e, "output_config.effort", in.effort)) in.thinking = false;
     }
   check_n(body);
+  // Prefill: a final assistant message is continued; its text is the start of the answer.
+  const bool prefill = continue_final_message(in.messages, "messages");
   Job job;
-  job.mode = in.thinking ? OutputMode::ChatThinking : OutputMode::Chat;
+  job.mode = in.thinking && !prefill ? OutputMode::ChatThinking : OutputMode::Chat;
   job.prompt = render_chat(ctx, std::move(in));
   if (count_only) return job;
   auto mt = opt_int(body, "max_tokens", "");

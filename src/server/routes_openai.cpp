@@ -40,7 +40,8 @@ struct ChatJob {
   bool stream = false, include_usage = false, logprobs = false;
 };
 
-ChatJob chat_job(Context& ctx, const Json& body) {
+// `render_only`: for /v1/chat/render, which may show a closed conversation.
+ChatJob chat_job(Context& ctx, const Json& body, bool render_only = false) {
   ctx.check_model(body);
   const Json* msgs = field(body, "messages");
   if (!msgs) bad_request("messages", "'messages' is required");
@@ -54,8 +55,20 @@ ChatJob chat_job(Context& ctx, const Json& body) {
     if (type != "text") in.response_format = *rf;
   }
   apply_thinking(ctx, body, in);
-  // An assistant prefix (DeepSeek's prefix completion) already closed its reasoning: content follows.
-  const bool prefix = in.messages.back().contains("wo_eos");
+  // A final assistant message is continued, as llama.cpp and Anthropic do; vLLM's explicit flag is read
+  // too. Its reasoning is already closed: content follows.
+  const auto cont = opt_bool(body, "continue_final_message", "");
+  const bool ends_assistant = in.messages.back()["role"] == "assistant";
+  if (cont && *cont && !ends_assistant)
+    bad_request("continue_final_message", "'continue_final_message' is true but the last message is not an assistant message");
+  // false keeps the final turn closed, as the encoder renders a whole conversation: /v1/chat/render shows
+  // it, but there is nothing to answer (this prompt format has no new assistant turn after an assistant's).
+  const bool closed = cont && !*cont && ends_assistant;
+  if (closed && !render_only)
+    bad_request("continue_final_message",
+                "'continue_final_message' is false but the last message is an assistant message: this model's prompt "
+                "cannot open a new assistant turn after it; drop it, add a user message, or let it be continued");
+  const bool prefix = !closed && continue_final_message(in.messages, "messages");
   ChatJob job;
   job.mode = in.thinking && !prefix ? OutputMode::ChatThinking : OutputMode::Chat;
   job.prompt = render_chat(ctx, std::move(in));
@@ -172,7 +185,7 @@ void chat_completions(Context& ctx, const httplib::Request& http, httplib::Respo
 
 void chat_render(Context& ctx, const httplib::Request& http, httplib::Response& res) {
   const Json body = parse_body(http.body);
-  ChatJob job = chat_job(ctx, body);
+  ChatJob job = chat_job(ctx, body, true);
   send_json(res, {{"prompt", job.prompt.text},
                   {"tokens", job.prompt.ids},
                   {"num_tokens", job.prompt.ids.size()},

@@ -208,8 +208,10 @@ Job responses_job(Context& ctx, const Json& body) {
       effort_name = *e;
       in.thinking = map_effort(*e, "reasoning.effort", in.effort);
     }
+  // A final assistant message is continued (as on the other chat routes); content follows it.
+  const bool prefill = continue_final_message(in.messages, "input");
   Job job;
-  job.mode = in.thinking ? OutputMode::ChatThinking : OutputMode::Chat;
+  job.mode = in.thinking && !prefill ? OutputMode::ChatThinking : OutputMode::Chat;
   ChatPrompt p = render_chat(ctx, std::move(in));
   job.stream = opt_bool(body, "stream", "").value_or(false);
   auto top = opt_int(body, "top_logprobs", "");

@@ -22,8 +22,8 @@ after(async () => {
 });
 
 // A golden record as an API request: tools and response_format move from the system message to the
-// top level (where API clients put them), wo_eos becomes DeepSeek's `prefix`, the options become the
-// thinking / reasoning_effort fields. Records using what the API does not expose are skipped.
+// top level (where API clients put them), wo_eos becomes DeepSeek's `prefix` (a closed final assistant
+// turn: continue_final_message false), the options become the thinking / reasoning_effort fields. Records using what the API does not expose are skipped.
 function asRequest(rec) {
   const o = rec.options;
   if (o.context || !o.add_default_bos_token || !o.drop_thinking) return null;
@@ -46,6 +46,8 @@ function asRequest(rec) {
       m.prefix = true;
     }
   }
+  // A conversation ending in a whole assistant turn: the API would continue it, unless told not to.
+  if (msgs.at(-1).role === 'assistant' && !msgs.at(-1).prefix) body.continue_final_message = false;
   body.messages = msgs;
   return body;
 }
