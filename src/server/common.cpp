@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <random>
 
+#include "chat/markers.h"
 #include "core/json.h"
 
 namespace dsv4::server {
@@ -197,6 +198,17 @@ SamplingParams parse_sampling(const Context& ctx, const Json& body) {
   range(p.frequency_penalty >= -2 && p.frequency_penalty <= 2, "frequency_penalty", "between -2 and 2");
   range(p.repetition_penalty > 0, "repetition_penalty", "positive");
   return p;
+}
+
+void apply_ignore_eos(const Context& ctx, const Json& body, GenerationRequest& req, OutputMode mode) {
+  req.ignore_eos = opt_bool(body, "ignore_eos", "").value_or(false);
+  if (!req.ignore_eos || mode == OutputMode::Raw) return;
+  const auto& cfg = ctx.sched.model().config();
+  std::vector<int64_t> ban = {cfg.eos_token_id, cfg.bos_token_id};
+  for (std::string_view m : {chat::marker::kThinkOpen, chat::marker::kDsml}) ban.push_back(ctx.tok().token_id(m));
+  if (mode == OutputMode::Chat) ban.push_back(ctx.tok().token_id(chat::marker::kThinkClose));
+  for (int64_t id : ban)
+    if (id >= 0 && id < cfg.vocab_size) req.sampling.logit_bias.emplace_back(int32_t(id), -100.0f);  // -100 bans
 }
 
 void set_max_tokens(const Context& ctx, GenerationRequest& req, std::optional<int64_t> max_tokens, const char* param,

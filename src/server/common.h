@@ -12,6 +12,7 @@
 #include "chat/pyjson.h"
 #include "core/error.h"
 #include "runtime/scheduler.h"
+#include "runtime/session.h"
 #include "server/connections.h"
 #include "server/metrics.h"
 #include "server/server.h"
@@ -71,6 +72,13 @@ struct Context {
 // Starts from the server defaults (generation_config.json); a missing seed draws a random one.
 // `logit_bias` is OpenAI's {"token id": bias in [-100, 100]}, accepted on every route alike.
 SamplingParams parse_sampling(const Context& ctx, const Json& body);
+
+// vLLM's `ignore_eos` (for benchmarks: every request runs to max_tokens). Raw completions pass over
+// EOS (its text is output). The chat routes instead ban EOS and the other markers that cannot occur
+// inside an answer (BOS, which the model writes after EOS, <think>, the DSML marker, and </think> once
+// reasoning is closed), as llama.cpp bans EOS: past any of them the completion could not be parsed,
+// and would stop early. In thinking mode one </think> remains possible, and a second one still ends it.
+void apply_ignore_eos(const Context& ctx, const Json& body, GenerationRequest& req, OutputMode mode);
 
 // OpenAI's `logit_bias` of `body` (absent: empty): an object from token ids (decimal strings below
 // `vocab`) to numbers in [-100, 100]; anything else is a 400 naming `logit_bias` or `logit_bias.<key>`.

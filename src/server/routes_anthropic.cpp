@@ -169,6 +169,7 @@ Job messages_job(Context& ctx, const Json& body, bool count_only) {
   job.req.prompt = job.prompt.ids;
   job.req.sampling = parse_sampling(ctx, body);
   job.req.stop = opt_stop(body, "stop_sequences", "");
+  apply_ignore_eos(ctx, body, job.req, job.mode);
   set_max_tokens(ctx, job.req, mt, "max_tokens");
   return job;
 }

@@ -83,7 +83,7 @@ ChatJob chat_job(Context& ctx, const Json& body, bool render_only = false) {
   job.req.prompt = job.prompt.ids;
   job.req.sampling = parse_sampling(ctx, body);
   job.req.stop = opt_stop(body, "stop", "");
-  job.req.ignore_eos = opt_bool(body, "ignore_eos", "").value_or(false);  // vLLM's extension, for benchmarks
+  apply_ignore_eos(ctx, body, job.req, job.mode);
   job.req.top_logprobs = job.logprobs ? int(top.value_or(0)) : -1;
   auto mt = opt_int(body, "max_completion_tokens", "");
   const char* mt_name = "max_completion_tokens";
@@ -239,7 +239,7 @@ void completions(Context& ctx, const httplib::Request& http, httplib::Response& 
   req.top_logprobs = lp ? int(*lp) : -1;
   req.sampling = parse_sampling(ctx, body);
   req.stop = opt_stop(body, "stop", "");
-  req.ignore_eos = opt_bool(body, "ignore_eos", "").value_or(false);
+  apply_ignore_eos(ctx, body, req, OutputMode::Raw);
   // OpenAI's default for this route is 16 tokens.
   set_max_tokens(ctx, req, opt_int(body, "max_tokens", "").value_or(16), "max_tokens", "prompt");
   auto gen = std::make_shared<Generation>(ctx, std::move(req), OutputMode::Raw, ConnectionWatch::of(http));

@@ -220,6 +220,7 @@ Job responses_job(Context& ctx, const Json& body) {
   job.req.prompt = p.ids;
   job.req.sampling = parse_sampling(ctx, body);
   job.req.top_logprobs = top ? int(*top) : -1;
+  apply_ignore_eos(ctx, body, job.req, job.mode);
   set_max_tokens(ctx, job.req, opt_int(body, "max_output_tokens", ""), "max_output_tokens", "input");
   const Json* meta = opt_object(body, "metadata", "");
   job.head = {{"id", random_id("resp_")},
