@@ -171,6 +171,41 @@ Json usage_json(const Usage& u) {
           {"total_tokens", u.prompt_tokens + u.completion_tokens}};
 }
 
+// `text`: {format: {type: text} | {type: json_object} | {type: json_schema, name, schema, strict?,
+// description?}, verbosity?}. Sets the encoder's response format; returns the object the response echoes.
+Json text_param(const Json& body, ChatInputs& in) {
+  Json echo = {{"format", {{"type", "text"}}}};
+  const Json* text = opt_object(body, "text", "");
+  if (!text) return echo;
+  if (auto v = opt_string(*text, "verbosity", "text")) {
+    if (*v != "low" && *v != "medium" && *v != "high")
+      bad_request("text.verbosity", fmt::format("'text.verbosity' must be low, medium or high, got '{}'", *v));
+    echo["verbosity"] = *v;
+  }
+  const Json* f = opt_object(*text, "format", "text");
+  if (!f) return echo;
+  const auto type = opt_string(*f, "type", "text.format");
+  if (!type) bad_request("text.format.type", "'text.format.type' is required (text, json_object or json_schema)");
+  if (*type == "json_schema") {
+    const auto name = opt_string(*f, "name", "text.format");
+    if (!name || name->empty()) bad_request("text.format.name", "'text.format.name' is required for json_schema");
+    const Json* schema = opt_object(*f, "schema", "text.format");
+    if (!schema) bad_request("text.format.schema", "'text.format.schema' (a JSON Schema object) is required for json_schema");
+    Json s = {{"name", *name}, {"schema", *schema}};
+    Json e = {{"type", "json_schema"}, {"name", *name}, {"schema", *schema}};
+    if (auto d = opt_string(*f, "description", "text.format")) s["description"] = *d, e["description"] = *d;
+    if (auto st = opt_bool(*f, "strict", "text.format")) s["strict"] = *st, e["strict"] = *st;
+    in.response_format = {{"type", "json_schema"}, {"json_schema", s}};
+    echo["format"] = e;
+  } else if (*type == "json_object") {
+    in.response_format = {{"type", "json_object"}};
+    echo["format"] = {{"type", "json_object"}};
+  } else if (*type != "text") {
+    bad_request("text.format.type", fmt::format("'text.format.type' must be text, json_object or json_schema, got '{}'", *type));
+  }
+  return echo;
+}
+
 struct Job {
   Json head;  // the response object's fixed fields
   GenerationRequest req;
@@ -189,18 +224,7 @@ Job responses_job(Context& ctx, const Json& body) {
   const Json choice = tool_choice_of(body, tools);
   in.tools = select_tools(&tools, choice.is_null() ? nullptr : &choice, "tools");
   check_n(body);
-  if (const Json* text = opt_object(body, "text", ""))
-    if (const Json* f = opt_object(*text, "format", "text")) {
-      const auto type = opt_string(*f, "type", "text.format").value_or("text");
-      if (type == "json_schema") {
-        Json s = {{"name", f->value("name", "response")}};
-        if (const Json* sc = field(*f, "schema")) s["schema"] = *sc;
-        if (const Json* st = field(*f, "strict")) s["strict"] = *st;
-        in.response_format = {{"type", "json_schema"}, {"json_schema", s}};
-      } else if (type == "json_object") {
-        in.response_format = {{"type", "json_object"}};
-      }
-    }
+  const Json text_echo = text_param(body, in);
   apply_thinking(ctx, body, in);
   std::string effort_name;
   if (const Json* r = opt_object(body, "reasoning", ""))
@@ -235,7 +259,7 @@ Job responses_job(Context& ctx, const Json& body) {
               {"store", false},
               {"temperature", job.req.sampling.temperature},
               {"top_p", job.req.sampling.top_p},
-              {"text", {{"format", {{"type", "text"}}}}},
+              {"text", text_echo},
               {"tool_choice", body.contains("tool_choice") ? body["tool_choice"] : Json("auto")},
               {"tools", body.contains("tools") ? body["tools"] : Json::array()},
               {"truncation", "disabled"},
@@ -292,10 +316,12 @@ void responses(Context& ctx, const httplib::Request& http, httplib::Response& re
   if (!job.stream) {
     Delta d = run_to_end(*gen);
     const Outcome& o = gen->outcome();
-    if (o.finish_reason == FinishReason::Error) throw *outcome_error(ctx, o);
+    // The model failed (500) or the server is shutting down (503), as on the other routes.
+    if (auto e = outcome_error(ctx, o)) throw *e;
     Json out = Json::array();
     if (!d.reasoning.empty()) out.push_back(reasoning_item(random_id("rs_"), d.reasoning));
-    if (!d.content.empty() || d.tool_calls.empty())
+    // A message when there is text, or when nothing else came (as streamed).
+    if (!d.content.empty() || (out.empty() && d.tool_calls.empty()))
       out.push_back(message_item(random_id("msg_"), "completed", Json::array({text_part(d.content, lp_json(d.tokens))})));
     for (const auto& c : d.tool_calls) out.push_back(call_item(random_id("fc_"), random_id("call_"), c, "completed"));
     r["output"] = out;
@@ -397,7 +423,16 @@ void responses(Context& ctx, const httplib::Request& http, httplib::Response& re
     }
   };
   h.keep_alive = [](SseWriter& w) { w.text(": keep-alive\n\n"); };
-  h.on_done = [=](SseWriter& w, const Outcome& o) {
+  h.on_done = [=, &ctx](SseWriter& w, const Outcome& o) {
+    if (auto e = outcome_error(ctx, o); e && e->status == 503) {
+      // Shutting down: an error event (the openai client raises it), as chat completions' streams end.
+      Json ev = error_body(*e, ErrorStyle::OpenAI);
+      ev["code"] = e->code.empty() ? Json(e->type) : Json(e->code);
+      ev["message"] = e->what();
+      ev["param"] = nullptr;
+      emit(w, "error", ev);
+      return;
+    }
     if (st->r["output"].empty() && st->open.empty()) open_item(w, "message");  // an empty answer is still a message
     close_item(w);
     finish_response(st->r, o);
