@@ -96,6 +96,7 @@ void stream_response(Context& ctx, httplib::Response& res, std::shared_ptr<Gener
         while (w.ok()) {
           Delta d;
           const auto st = gen->next(d, wait);
+          if (hooks.on_wait) hooks.on_wait(w);
           if (!d.empty()) hooks.on_delta(w, d);
           if (st == Generation::Status::Done) break;
           if (w.ok() && hooks.keep_alive && w.idle_seconds() >= ctx.opt.keep_alive_seconds) hooks.keep_alive(w);

@@ -50,6 +50,7 @@ class SseWriter {
 // full queue), `on_done` writes the closing events. A failed write cancels the generation at once.
 struct StreamHooks {
   std::function<void(SseWriter&)> on_start;
+  std::function<void(SseWriter&)> on_wait;  // after every wait, output or not (before on_delta)
   std::function<void(SseWriter&, Delta&)> on_delta;
   std::function<void(SseWriter&)> keep_alive;
   std::function<void(SseWriter&, const Outcome&)> on_done;

@@ -212,7 +212,8 @@ void messages(Context& ctx, const httplib::Request& http, httplib::Response& res
     if (auto e = outcome_error(ctx, o)) throw *e;
     Json content = Json::array();
     if (thinking && !d.reasoning.empty()) content.push_back({{"type", "thinking"}, {"thinking", d.reasoning}, {"signature", ""}});
-    if (!d.content.empty() || d.tool_calls.empty()) content.push_back({{"type", "text"}, {"text", d.content}});
+    // A text block when there is text, or when nothing else came (at least one block, as streamed).
+    if (!d.content.empty() || (content.empty() && d.tool_calls.empty())) content.push_back({{"type", "text"}, {"text", d.content}});
     for (const auto& c : d.tool_calls) content.push_back(tool_use(c));
     send_json(res, {{"id", id},
                     {"type", "message"},
@@ -227,9 +228,9 @@ void messages(Context& ctx, const httplib::Request& http, httplib::Response& res
   struct State {
     int index = -1;
     std::string open;  // "", "thinking" or "text"
+    bool started = false;
   };
   auto st = std::make_shared<State>();
-  const int64_t prompt_tokens = int64_t(job.prompt.ids.size());
   auto stop_block = [st](SseWriter& w) {
     if (st->open.empty()) return;
     if (st->open == "thinking")
@@ -244,14 +245,24 @@ void messages(Context& ctx, const httplib::Request& http, httplib::Response& res
     ++st->index;
     w.event("content_block_start", {{"type", "content_block_start"}, {"index", st->index}, {"content_block", block}});
   };
-  StreamHooks h;
-  h.on_start = [=](SseWriter& w) {
+  // message_start waits until the prefix-cache hit is known (the scheduler's first event for the request:
+  // a hit, or the first token), so its usage is the final one.
+  auto start = [=](SseWriter& w) {
+    if (st->started) return;
+    st->started = true;
+    Usage u = gen->outcome().usage;
+    u.completion_tokens = 0;
     Json msg = {{"id", id}, {"type", "message"}, {"role", "assistant"}, {"model", model}, {"content", Json::array()},
-                {"stop_reason", nullptr}, {"stop_sequence", nullptr},
-                {"usage", usage_json(Usage{prompt_tokens, 0, 0, 0})}};
+                {"stop_reason", nullptr}, {"stop_sequence", nullptr}, {"usage", usage_json(u)}};
     w.event("message_start", {{"type", "message_start"}, {"message", msg}});
   };
+  StreamHooks h;
+  h.on_wait = [=](SseWriter& w) {
+    const Usage& u = gen->outcome().usage;
+    if (u.cached_tokens > 0 || u.completion_tokens > 0) start(w);
+  };
   h.on_delta = [=](SseWriter& w, Delta& d) {
+    start(w);
     if (!d.reasoning.empty()) {
       if (st->open != "thinking") start_block(w, "thinking", {{"type", "thinking"}, {"thinking", ""}, {"signature", ""}});
       w.event("content_block_delta", {{"type", "content_block_delta"}, {"index", st->index},
@@ -272,12 +283,17 @@ void messages(Context& ctx, const httplib::Request& http, httplib::Response& res
       stop_block(w);
     }
   };
-  h.keep_alive = [](SseWriter& w) { w.event("ping", {{"type", "ping"}}); };
+  h.keep_alive = [st](SseWriter& w) {
+    // Nothing may precede message_start but an SSE comment, which every parser skips.
+    if (st->started) w.event("ping", {{"type", "ping"}});
+    else w.text(": keep-alive\n\n");
+  };
   h.on_done = [=, &ctx](SseWriter& w, const Outcome& o) {
     if (auto e = outcome_error(ctx, o)) {
       w.event("error", error_body(*e, ErrorStyle::Anthropic));
       return;
     }
+    start(w);
     if (st->index < 0) start_block(w, "text", {{"type", "text"}, {"text", ""}});  // at least one block
     stop_block(w);
     w.event("message_delta", {{"type", "message_delta"},

@@ -1,7 +1,7 @@
-// Streamed and whole answers agree, through the official clients: no empty message item when
-// max_output_tokens runs out during thinking, Responses echoes `text.format`, `ignore_eos` runs to
-// max_tokens in thinking mode too, and a server shutting down answers Responses with 503 (an `error`
-// event when streaming).
+// Streamed and whole answers agree, through the official clients: Anthropic's message_start usage is the
+// final usage (prefix-cache hit included), no empty text block or message item when max_tokens runs out
+// during thinking, Responses echoes `text.format`, `ignore_eos` runs to max_tokens in thinking mode too,
+// and a server shutting down answers Responses with 503 (an `error` event when streaming).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -23,6 +23,53 @@ after(async () => {
 });
 
 const ask = (content) => [{ role: 'user', content }];
+
+test('messages stream: message_start usage equals the final usage, cache hit included', { skip: SKIP }, async () => {
+  const body = {
+    model: 'nano', max_tokens: 4, temperature: 0, system: 'You are a scribe of the old books.',
+    messages: ask('Tell of the days of Noah, and of the flood that covered the face of the earth.'),
+  };
+  for (const round of [1, 2]) {
+    const s = anth.messages.stream(body);
+    let start = null;
+    s.on('streamEvent', (e) => {
+      if (e.type === 'message_start') start = { ...e.message.usage };  // the SDK updates that object later
+    });
+    const done = await s.finalMessage();
+    for (const k of ['input_tokens', 'cache_read_input_tokens', 'cache_creation_input_tokens'])
+      assert.equal(start[k], done.usage[k], `round ${round}: ${k}`);
+    if (round === 2) assert.ok(start.cache_read_input_tokens > 0, 'the repeated prompt hits the prefix cache');
+    const whole = await anth.messages.create(body);
+    assert.equal(whole.usage.input_tokens + whole.usage.cache_read_input_tokens,
+      done.usage.input_tokens + done.usage.cache_read_input_tokens);
+  }
+});
+
+test('messages stream: only comments precede message_start, even while queued', { skip: SKIP }, async () => {
+  // A long request holds the only sequence; the stream behind it waits in the queue.
+  const long = client.chat.completions.create({ model: 'nano', messages: ask('Hi'), max_tokens: 400, ignore_eos: true });
+  for (let i = 0; i < 200 && (await (await fetch(`${srv.url}/health`)).json()).active < 1; i++) await sleep(10);
+  const r = await postJson(`${srv.url}/v1/messages`, {
+    model: 'nano', max_tokens: 3, stream: true, messages: ask('Who begat Enos?'),
+  }, { 'anthropic-version': '2023-06-01' });
+  await long;
+  const evs = parseSse(r.text);
+  const first = evs.findIndex((e) => !e.comment);
+  assert.ok(first > 0, 'keep-alive comments came while it waited');
+  assert.equal(evs[first].event, 'message_start');
+  assert.ok(evs.slice(first).some((e) => e.event === 'message_stop'));
+});
+
+test('messages: max_tokens inside the reasoning is the thinking block alone, streamed or not', { skip: SKIP }, async () => {
+  // Two tokens at temperature 0 stay inside this prompt's reasoning.
+  const body = { model: 'nano', max_tokens: 2, temperature: 0, thinking: { type: 'enabled', budget_tokens: 1024 }, messages: ask('Who was Moses?') };
+  const m = await anth.messages.create(body);
+  assert.equal(m.stop_reason, 'max_tokens');
+  assert.deepEqual(m.content.map((b) => b.type), ['thinking']);
+  const streamed = await anth.messages.stream(body).finalMessage();
+  assert.deepEqual(streamed.content.map((b) => b.type), ['thinking']);
+  assert.equal(streamed.content[0].thinking, m.content[0].thinking);
+});
 
 test('responses: max_output_tokens inside the reasoning is one reasoning item, streamed or not', { skip: SKIP }, async () => {
   const rbody = { model: 'nano', input: 'Who was Moses?', max_output_tokens: 2, temperature: 0 };
