@@ -12,7 +12,7 @@ namespace dsv4::server {
 
 std::string ApiError::default_type(int status) {
   switch (status) {
-    case 401: return "authentication_error";
+    case 401: return "invalid_request_error";  // OpenAI's type for a bad key (code: invalid_api_key)
     case 404: return "not_found_error";
     case 413: return "request_too_large";
     case 503: return "overloaded_error";
@@ -168,7 +168,7 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(const Json& body, int64_
   return out;
 }
 
-SamplingParams parse_sampling(const Context& ctx, const Json& body) {
+SamplingParams parse_sampling(const Context& ctx, const Json& body, double max_temperature) {
   SamplingParams p = ctx.opt.default_sampling;
   if (auto v = opt_number(body, "temperature", "")) p.temperature = float(*v);
   if (auto v = opt_number(body, "top_p", "")) p.top_p = float(*v);
@@ -191,7 +191,9 @@ SamplingParams parse_sampling(const Context& ctx, const Json& body) {
   auto range = [](bool ok, const char* name, const char* what) {
     if (!ok) bad_request(name, fmt::format("'{}' must be {}", name, what));
   };
-  range(p.temperature >= 0 && p.temperature <= 100, "temperature", "between 0 and 100");
+  // The APIs' own ranges (OpenAI 0-2, Anthropic 0-1): a client sending more has a bug to hear about.
+  if (!(p.temperature >= 0 && p.temperature <= max_temperature))
+    bad_request("temperature", fmt::format("'temperature' must be between 0 and {}, got {}", max_temperature, p.temperature));
   range(p.top_p > 0 && p.top_p <= 1, "top_p", "in (0, 1]");
   range(p.min_p >= 0 && p.min_p <= 1, "min_p", "in [0, 1]");
   range(p.presence_penalty >= -2 && p.presence_penalty <= 2, "presence_penalty", "between -2 and 2");

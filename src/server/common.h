@@ -71,7 +71,8 @@ struct Context {
 // Sampling fields shared by every generation route (OpenAI names; Anthropic passes the same keys).
 // Starts from the server defaults (generation_config.json); a missing seed draws a random one.
 // `logit_bias` is OpenAI's {"token id": bias in [-100, 100]}, accepted on every route alike.
-SamplingParams parse_sampling(const Context& ctx, const Json& body);
+// `temperature` must lie in [0, max_temperature]: 2 on OpenAI's routes, 1 on Anthropic's.
+SamplingParams parse_sampling(const Context& ctx, const Json& body, double max_temperature = 2);
 
 // vLLM's `ignore_eos` (for benchmarks: every request runs to max_tokens). Raw completions pass over
 // EOS (its text is output). The chat routes instead ban EOS and the other markers that cannot occur

@@ -167,7 +167,7 @@ Job messages_job(Context& ctx, const Json& body, bool count_only) {
   if (!mt) bad_request("max_tokens", "'max_tokens' is required");
   job.stream = opt_bool(body, "stream", "").value_or(false);
   job.req.prompt = job.prompt.ids;
-  job.req.sampling = parse_sampling(ctx, body);
+  job.req.sampling = parse_sampling(ctx, body, 1.0);  // Anthropic's temperature range is [0, 1]
   job.req.stop = opt_stop(body, "stop_sequences", "");
   apply_ignore_eos(ctx, body, job.req, job.mode);
   set_max_tokens(ctx, job.req, mt, "max_tokens");
