@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <random>
 
+#include <sys/stat.h>
+
 #include "chat/markers.h"
 #include "core/json.h"
 
@@ -136,6 +138,15 @@ std::string random_id(std::string_view prefix, size_t n) {
 int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+namespace {
+int64_t mtime_of(const std::string& dir) {
+  struct stat st {};
+  return !dir.empty() && ::stat(dir.c_str(), &st) == 0 ? int64_t(st.st_mtime) : unix_time();
+}
+}  // namespace
+
+Context::Context(Scheduler& s, ServerOptions o) : sched(s), opt(std::move(o)), created(mtime_of(opt.model_dir)) {}
 
 void Context::check_model(const Json& body) const {
   auto m = opt_string(body, "model", "");

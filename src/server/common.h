@@ -60,8 +60,9 @@ struct Context {
   Metrics metrics;
   std::atomic<bool> stopping{false};
   std::function<ConnectionStats()> connections;  // for /metrics; set by the Server
+  int64_t created;                                // /v1/models `created`: the model folder's mtime
 
-  Context(Scheduler& s, ServerOptions o) : sched(s), opt(std::move(o)) {}
+  Context(Scheduler& s, ServerOptions o);
   const Tokenizer& tok() const { return sched.tokenizer(); }
   const std::string& model_id() const { return opt.model_names.front(); }
   // 404 for a model this server does not serve; absent means the served one.

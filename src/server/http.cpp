@@ -10,6 +10,11 @@ void send_json(httplib::Response& res, const Json& j, int status) {
   res.set_content(dump(j), "application/json");
 }
 
+ErrorStyle style_of(const httplib::Request& req, ErrorStyle route_style) {
+  if (route_style != ErrorStyle::ByHeader) return route_style;
+  return req.has_header("anthropic-version") ? ErrorStyle::Anthropic : ErrorStyle::OpenAI;
+}
+
 Json error_body(const ApiError& e, ErrorStyle style) {
   if (style == ErrorStyle::Anthropic) {
     // Anthropic's error types for the statuses this server returns.
@@ -55,7 +60,9 @@ void check_api_key(const Context& ctx, const httplib::Request& req) {
 }
 
 httplib::Server::Handler route(Context& ctx, std::string name, ErrorStyle style, RouteFn fn) {
-  return [&ctx, name = std::move(name), style, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+  return [&ctx, name = std::move(name), route_style = style, fn = std::move(fn)](const httplib::Request& req,
+                                                                                 httplib::Response& res) {
+    const ErrorStyle style = style_of(req, route_style);
     try {
       // Checked here, after httplib has read the body: a pre-routing reply would leave it on the wire.
       if (name != "/health") check_api_key(ctx, req);

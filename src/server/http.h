@@ -14,7 +14,10 @@
 
 namespace dsv4::server {
 
-enum class ErrorStyle { OpenAI, Anthropic };
+// Anthropic's shape on its routes; ByHeader: Anthropic's when the request carries `anthropic-version`
+// (routes both clients call, such as /v1/models), else OpenAI's.
+enum class ErrorStyle { OpenAI, Anthropic, ByHeader };
+ErrorStyle style_of(const httplib::Request& req, ErrorStyle route_style);
 
 void send_json(httplib::Response& res, const Json& j, int status = 200);
 void send_error(httplib::Response& res, const ApiError& e, ErrorStyle style);

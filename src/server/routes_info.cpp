@@ -1,4 +1,6 @@
 // GET /health, /v1/models, /metrics; POST /tokenize, /detokenize.
+#include <ctime>
+
 #include "server/http.h"
 #include "server/routes.h"
 
@@ -6,13 +8,40 @@ namespace dsv4::server {
 
 namespace {
 
-Json model_json(const Context& ctx, const std::string& id) {
+// /v1/models in the shape of the client asking: Anthropic's when the request carries anthropic-version
+// (its SDK always sends it), else OpenAI's. No disk path is shown; `created` is the model folder's mtime.
+bool anthropic(const httplib::Request& req) { return req.has_header("anthropic-version"); }
+
+Json model_json(const Context& ctx, const httplib::Request& req) {
+  const std::string& id = ctx.model_id();
+  if (anthropic(req)) {
+    char when[32];
+    const time_t t = time_t(ctx.created);
+    struct tm tm {};
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return {{"type", "model"}, {"id", id}, {"display_name", id}, {"created_at", when}};
+  }
   return {{"id", id},
           {"object", "model"},
-          {"created", 0},
+          {"created", ctx.created},
           {"owned_by", "dsv4"},
-          {"max_model_len", ctx.sched.options().max_context},
-          {"root", ctx.opt.model_dir}};
+          {"max_model_len", ctx.sched.options().max_context}};
+}
+
+void list_models(const Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  Json data = Json::array({model_json(ctx, req)});
+  if (!anthropic(req)) return send_json(res, {{"object", "list"}, {"data", data}});
+  // Anthropic's page: limit (1-1000), after_id / before_id. One model: any page next to an id is empty.
+  if (req.has_param("limit")) {
+    const std::string l = req.get_param_value("limit");
+    const bool digits = !l.empty() && l.size() <= 4 && l.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoi(l) < 1 || std::stoi(l) > 1000)
+      bad_request("limit", fmt::format("'limit' must be an integer between 1 and 1000, got '{}'", l));
+  }
+  if (req.has_param("after_id") || req.has_param("before_id")) data = Json::array();
+  const Json first = data.empty() ? Json() : data[0]["id"];
+  send_json(res, {{"data", data}, {"has_more", false}, {"first_id", first}, {"last_id", first}});
 }
 
 void tokenize(Context& ctx, const httplib::Request& http, httplib::Response& res) {
@@ -49,22 +78,20 @@ void detokenize(Context& ctx, const httplib::Request& http, httplib::Response& r
 }  // namespace
 
 void add_info_routes(httplib::Server& svr, Context& ctx) {
-  auto S = ErrorStyle::OpenAI;
+  auto S = ErrorStyle::OpenAI, B = ErrorStyle::ByHeader;
   auto health = [&ctx](const httplib::Request&, httplib::Response& res) {
     const auto s = ctx.sched.stats();
     send_json(res, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}});
   };
   svr.Get("/health", route(ctx, "/health", S, health));
   svr.Get("/v1/health", route(ctx, "/health", S, health));
-  auto models = [&ctx](const httplib::Request&, httplib::Response& res) {
-    send_json(res, {{"object", "list"}, {"data", Json::array({model_json(ctx, ctx.model_id())})}});
-  };
-  svr.Get("/v1/models", route(ctx, "/v1/models", S, models));
-  svr.Get("/models", route(ctx, "/v1/models", S, models));
-  svr.Get(R"(/v1/models/(.+))", route(ctx, "/v1/models/{id}", S, [&ctx](const httplib::Request& req, httplib::Response& res) {
+  auto models = [&ctx](const httplib::Request& req, httplib::Response& res) { list_models(ctx, req, res); };
+  svr.Get("/v1/models", route(ctx, "/v1/models", B, models));
+  svr.Get("/models", route(ctx, "/v1/models", B, models));
+  svr.Get(R"(/v1/models/(.+))", route(ctx, "/v1/models/{id}", B, [&ctx](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
     for (const auto& n : ctx.opt.model_names)
-      if (n == id) return send_json(res, model_json(ctx, ctx.model_id()));
+      if (n == id) return send_json(res, model_json(ctx, req));
     throw ApiError(404, fmt::format("The model '{}' does not exist", id), "model", "invalid_request_error",
                    "model_not_found");
   }));
