@@ -17,6 +17,7 @@ namespace {
 struct ServeArgs {
   GenerationArgs gen;
   std::string host = "127.0.0.1", api_key, alias, thinking = "on";
+  std::vector<std::string> cors_origins;
   int port = 8080, http_threads = 128, max_connections = 1024;
   double keep_alive = 5, max_body_mb = 8, timeout = 60;
 };
@@ -51,6 +52,7 @@ void cmd_serve(const ServeArgs& a) {
   so.max_connections = a.max_connections;
   so.timeout_seconds = a.timeout;
   so.keep_alive_seconds = a.keep_alive;
+  so.cors_origins = a.cors_origins;
   so.default_thinking = a.thinking == "on";
   so.default_sampling = a.gen.sampling();
   server::Server srv(*eng->sched, so);
@@ -79,6 +81,10 @@ void register_serve_commands(CLI::App& app) {
   c->add_option("--host", a.host, "address to listen on (loopback unless told otherwise)");
   c->add_option("--port", a.port, "port (0 = any free port, printed on startup)")->check(CLI::Range(0, 65535));
   c->add_option("--api-key", a.api_key, "require 'Authorization: Bearer KEY' (or 'x-api-key: KEY')");
+  c->add_option("--cors-origin", a.cors_origins,
+                "let web pages from ORIGIN call the API (CORS; '*' for any; repeatable or comma-separated; default: none)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   c->add_option("--alias", a.alias, "model name shown in /v1/models (default: the checkpoint folder name)");
   c->add_option("--thinking", a.thinking, "thinking mode when a request does not choose (DeepSeek API default: on)")
       ->check(CLI::IsMember({"on", "off"}));

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,12 +55,19 @@ std::string dump(const Json& j);
 std::string random_id(std::string_view prefix, size_t n = 24);
 int64_t unix_time();
 
+// A route the server registered: another method on its path is a 405, OPTIONS lists its methods.
+struct KnownRoute {
+  std::string method;
+  std::regex path;
+};
+
 struct Context {
   Scheduler& sched;
   ServerOptions opt;
   Metrics metrics;
   std::atomic<bool> stopping{false};
   std::function<ConnectionStats()> connections;  // for /metrics; set by the Server
+  std::vector<KnownRoute> routes;                 // filled while routes are registered, read-only after
   int64_t created;                                // /v1/models `created`: the model folder's mtime
 
   Context(Scheduler& s, ServerOptions o);

@@ -79,6 +79,71 @@ httplib::Server::Handler route(Context& ctx, std::string name, ErrorStyle style,
   };
 }
 
+void add_route(httplib::Server& svr, Context& ctx, const std::string& method, const std::string& pattern,
+               std::string name, ErrorStyle style, RouteFn fn) {
+  auto h = route(ctx, std::move(name), style, std::move(fn));
+  if (method == "GET") svr.Get(pattern, std::move(h));
+  else if (method == "POST") svr.Post(pattern, std::move(h));
+  else fail("add_route: unsupported method {}", method);
+  ctx.routes.push_back({method, std::regex(pattern)});  // httplib matches whole paths the same way
+}
+
+std::string allowed_methods(const Context& ctx, const std::string& path) {
+  bool get = false, post = false;
+  for (const auto& r : ctx.routes)
+    if (std::regex_match(path, r.path)) (r.method == "GET" ? get : post) = true;
+  std::string out = get ? "GET, HEAD" : "";
+  if (post) out += out.empty() ? "POST" : ", POST";
+  return out;
+}
+
+namespace {
+// A client's request id is echoed only when it is short plain text.
+bool usable_request_id(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (unsigned char c : id)
+    if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}
+}  // namespace
+
+void common_headers(const Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  std::string id = req.get_header_value("x-request-id");
+  if (!usable_request_id(id)) id = random_id("req_");
+  res.set_header("x-request-id", id);
+  const bool anthropic = req.path.rfind("/v1/messages", 0) == 0 || req.has_header("anthropic-version");
+  if (anthropic) res.set_header("request-id", id);  // the header Anthropic's clients read
+
+  // CORS: "*" allows any origin; otherwise the request's Origin must be one of the listed ones.
+  const auto& allowed = ctx.opt.cors_origins;
+  if (allowed.empty()) return;
+  const std::string origin = req.get_header_value("Origin");
+  const bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  if (!any && (origin.empty() || std::find(allowed.begin(), allowed.end(), origin) == allowed.end())) return;
+  res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
+  if (!any) res.set_header("Vary", "Origin");
+  res.set_header("Access-Control-Expose-Headers", "x-request-id, request-id, retry-after");
+  if (req.method == "OPTIONS") {
+    std::string methods = allowed_methods(ctx, req.path);
+    res.set_header("Access-Control-Allow-Methods", methods.empty() ? "GET, POST, OPTIONS" : methods + ", OPTIONS");
+    // Whatever headers the page asks to send (authorization, x-api-key, anthropic-version, ...).
+    const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+    res.set_header("Access-Control-Allow-Headers",
+                   asked.empty() ? "authorization, content-type, x-api-key, anthropic-version, x-request-id" : asked);
+    res.set_header("Access-Control-Max-Age", "86400");
+  }
+}
+
+void options_reply(const Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  const std::string methods = allowed_methods(ctx, req.path);
+  if (methods.empty()) {
+    res.status = 404;  // the error handler writes the body
+    return;
+  }
+  res.status = 204;
+  res.set_header("Allow", methods + ", OPTIONS");
+}
+
 bool SseWriter::text(const std::string& s) {
   if (!ok_) return false;
   ok_ = sink_.write(s.data(), s.size());

@@ -31,6 +31,19 @@ using RouteFn = std::function<void(const httplib::Request&, httplib::Response&)>
 // 500; every request is counted under `name` in /metrics.
 httplib::Server::Handler route(Context& ctx, std::string name, ErrorStyle style, RouteFn fn);
 
+// Registers route(fn) for METHOD ("GET" or "POST") on `pattern` (an httplib regex) and remembers the
+// path, so another method on it gets 405 and OPTIONS lists what it allows.
+void add_route(httplib::Server& svr, Context& ctx, const std::string& method, const std::string& pattern,
+               std::string name, ErrorStyle style, RouteFn fn);
+// The methods `path` answers, as an Allow header ("GET, HEAD" or "POST"); empty for an unknown path.
+std::string allowed_methods(const Context& ctx, const std::string& path);
+
+// Headers on every response httplib writes: the request id (x-request-id, and Anthropic's request-id
+// on its routes: the client's x-request-id echoed, else a new one) and CORS (--cors-origin).
+void common_headers(const Context& ctx, const httplib::Request& req, httplib::Response& res);
+// OPTIONS on a known path: 204 with Allow (the CORS preflight; common_headers adds the rest).
+void options_reply(const Context& ctx, const httplib::Request& req, httplib::Response& res);
+
 class SseWriter {
  public:
   explicit SseWriter(httplib::DataSink& sink) : sink_(sink) {}

@@ -315,9 +315,9 @@ void count_tokens(Context& ctx, const httplib::Request& http, httplib::Response&
 
 void add_anthropic_routes(httplib::Server& svr, Context& ctx) {
   auto S = ErrorStyle::Anthropic;
-  svr.Post("/v1/messages", route(ctx, "/v1/messages", S, [&ctx](auto& q, auto& r) { messages(ctx, q, r); }));
-  svr.Post("/v1/messages/count_tokens",
-           route(ctx, "/v1/messages/count_tokens", S, [&ctx](auto& q, auto& r) { count_tokens(ctx, q, r); }));
+  add_route(svr, ctx, "POST", "/v1/messages", "/v1/messages", S, [&ctx](auto& q, auto& r) { messages(ctx, q, r); });
+  add_route(svr, ctx, "POST", "/v1/messages/count_tokens", "/v1/messages/count_tokens", S,
+            [&ctx](auto& q, auto& r) { count_tokens(ctx, q, r); });
 }
 
 }  // namespace dsv4::server

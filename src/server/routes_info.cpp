@@ -83,26 +83,26 @@ void add_info_routes(httplib::Server& svr, Context& ctx) {
     const auto s = ctx.sched.stats();
     send_json(res, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}});
   };
-  svr.Get("/health", route(ctx, "/health", S, health));
-  svr.Get("/v1/health", route(ctx, "/health", S, health));
+  add_route(svr, ctx, "GET", "/health", "/health", S, health);
+  add_route(svr, ctx, "GET", "/v1/health", "/health", S, health);
   auto models = [&ctx](const httplib::Request& req, httplib::Response& res) { list_models(ctx, req, res); };
-  svr.Get("/v1/models", route(ctx, "/v1/models", B, models));
-  svr.Get("/models", route(ctx, "/v1/models", B, models));
-  svr.Get(R"(/v1/models/(.+))", route(ctx, "/v1/models/{id}", B, [&ctx](const httplib::Request& req, httplib::Response& res) {
+  add_route(svr, ctx, "GET", "/v1/models", "/v1/models", B, models);
+  add_route(svr, ctx, "GET", "/models", "/v1/models", B, models);
+  add_route(svr, ctx, "GET", R"(/v1/models/(.+))", "/v1/models/{id}", B, [&ctx](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
     for (const auto& n : ctx.opt.model_names)
       if (n == id) return send_json(res, model_json(ctx, req));
     throw ApiError(404, fmt::format("The model '{}' does not exist", id), "model", "invalid_request_error",
                    "model_not_found");
-  }));
-  svr.Get("/metrics", route(ctx, "/metrics", S, [&ctx](const httplib::Request&, httplib::Response& res) {
+  });
+  add_route(svr, ctx, "GET", "/metrics", "/metrics", S, [&ctx](const httplib::Request&, httplib::Response& res) {
     const auto& o = ctx.sched.options();
     const ConnectionStats conns = ctx.connections ? ctx.connections() : ConnectionStats{};
     res.set_content(ctx.metrics.render(ctx.sched.stats(), conns, o.max_parallel, o.max_context),
                     "text/plain; version=0.0.4; charset=utf-8");
-  }));
-  svr.Post("/tokenize", route(ctx, "/tokenize", S, [&ctx](auto& q, auto& r) { tokenize(ctx, q, r); }));
-  svr.Post("/detokenize", route(ctx, "/detokenize", S, [&ctx](auto& q, auto& r) { detokenize(ctx, q, r); }));
+  });
+  add_route(svr, ctx, "POST", "/tokenize", "/tokenize", S, [&ctx](auto& q, auto& r) { tokenize(ctx, q, r); });
+  add_route(svr, ctx, "POST", "/detokenize", "/detokenize", S, [&ctx](auto& q, auto& r) { detokenize(ctx, q, r); });
 }
 
 }  // namespace dsv4::server

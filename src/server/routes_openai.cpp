@@ -321,12 +321,14 @@ void completions(Context& ctx, const httplib::Request& http, httplib::Response& 
 
 void add_openai_routes(httplib::Server& svr, Context& ctx) {
   auto S = ErrorStyle::OpenAI;
-  svr.Post("/v1/chat/completions", route(ctx, "/v1/chat/completions", S, [&ctx](auto& q, auto& r) { chat_completions(ctx, q, r); }));
-  svr.Post("/v1/chat/render", route(ctx, "/v1/chat/render", S, [&ctx](auto& q, auto& r) { chat_render(ctx, q, r); }));
-  svr.Post("/v1/completions", route(ctx, "/v1/completions", S, [&ctx](auto& q, auto& r) { completions(ctx, q, r); }));
+  auto chat = [&ctx](auto& q, auto& r) { chat_completions(ctx, q, r); };
+  auto comp = [&ctx](auto& q, auto& r) { completions(ctx, q, r); };
+  add_route(svr, ctx, "POST", "/v1/chat/completions", "/v1/chat/completions", S, chat);
+  add_route(svr, ctx, "POST", "/v1/chat/render", "/v1/chat/render", S, [&ctx](auto& q, auto& r) { chat_render(ctx, q, r); });
+  add_route(svr, ctx, "POST", "/v1/completions", "/v1/completions", S, comp);
   // The same routes without the /v1 prefix, as other OpenAI-compatible servers accept them.
-  svr.Post("/chat/completions", route(ctx, "/v1/chat/completions", S, [&ctx](auto& q, auto& r) { chat_completions(ctx, q, r); }));
-  svr.Post("/completions", route(ctx, "/v1/completions", S, [&ctx](auto& q, auto& r) { completions(ctx, q, r); }));
+  add_route(svr, ctx, "POST", "/chat/completions", "/v1/chat/completions", S, chat);
+  add_route(svr, ctx, "POST", "/completions", "/v1/completions", S, comp);
 }
 
 }  // namespace dsv4::server

@@ -447,8 +447,8 @@ void responses(Context& ctx, const httplib::Request& http, httplib::Response& re
 
 void add_responses_routes(httplib::Server& svr, Context& ctx) {
   auto fn = [&ctx](const httplib::Request& q, httplib::Response& r) { responses(ctx, q, r); };
-  svr.Post("/v1/responses", route(ctx, "/v1/responses", ErrorStyle::OpenAI, fn));
-  svr.Post("/responses", route(ctx, "/v1/responses", ErrorStyle::OpenAI, fn));
+  add_route(svr, ctx, "POST", "/v1/responses", "/v1/responses", ErrorStyle::OpenAI, fn);
+  add_route(svr, ctx, "POST", "/responses", "/v1/responses", ErrorStyle::OpenAI, fn);
 }
 
 }  // namespace dsv4::server

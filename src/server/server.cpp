@@ -43,15 +43,34 @@ Server::Server(Scheduler& sched, ServerOptions opt) {
   add_responses_routes(svr, ctx);
   add_anthropic_routes(svr, ctx);
 
-  // Statuses httplib sets itself (no route, body too large, bad request line) get an API error body.
+  // OPTIONS on any path: the CORS preflight (no API key: browsers send none with it).
+  svr.Options(R"(.*)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    options_reply(ctx, req, res);
+    if (res.status == 204) ctx.metrics.request("OPTIONS", 204);
+  });
+  svr.set_post_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) { common_headers(ctx, req, res); });
+
+  // Statuses httplib sets itself (no route, body too large, bad request line) get an API error body; a
+  // known path asked with another method is a 405 naming the methods it allows.
   svr.set_error_handler(httplib::Server::HandlerWithResponse([&ctx](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    const ErrorStyle style = req.path.rfind("/v1/messages", 0) == 0 ? ErrorStyle::Anthropic : ErrorStyle::OpenAI;
+    const ErrorStyle style =
+        style_of(req, req.path.rfind("/v1/messages", 0) == 0 ? ErrorStyle::Anthropic : ErrorStyle::ByHeader);
     std::string msg;
-    if (res.status == 404) msg = fmt::format("Unknown route: {} {}", req.method, req.path);
-    else if (res.status == 413)
+    if (res.status == 404) {
+      const std::string allow = allowed_methods(ctx, req.path);
+      if (allow.empty()) {
+        msg = fmt::format("Unknown route: {} {}", req.method, req.path);
+      } else {
+        res.status = 405;
+        res.set_header("Allow", allow + ", OPTIONS");
+        msg = fmt::format("Method {} is not allowed on {} (allowed: {})", req.method, req.path, allow);
+      }
+    } else if (res.status == 413) {
       msg = fmt::format("The request body is larger than the limit of {} bytes", ctx.opt.max_body_bytes);
-    else msg = fmt::format("HTTP {}", res.status);
+    } else {
+      msg = fmt::format("HTTP {}", res.status);
+    }
     const int status = res.status;
     send_error(res, ApiError(status, msg), style);
     ctx.metrics.request("other", status);

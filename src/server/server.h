@@ -25,6 +25,7 @@ struct ServerOptions {
   int max_connections = 1024;                 // open connections; beyond it 503 (an idle one is closed first)
   double timeout_seconds = 60;                // a request's body must arrive within this (headers: up to 10 s)
   double keep_alive_seconds = 5;              // SSE comment when nothing was written for this long
+  std::vector<std::string> cors_origins;      // origins browsers may call from ("*": any); empty: no CORS
   bool default_thinking = true;               // thinking mode when a request does not say (DeepSeek API default)
   SamplingParams default_sampling;            // generation_config.json, before request fields
 };

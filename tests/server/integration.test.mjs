@@ -1,5 +1,6 @@
-// What integrators expect of an OpenAI/Anthropic endpoint, through the official clients: each API's
-// value ranges, the 401 shape, and /v1/models in both APIs' shapes.
+// What integrators expect of an OpenAI/Anthropic endpoint, through the official clients: CORS
+// (--cors-origin), request ids (x-request-id; Anthropic's request-id), each API's value ranges, the 401
+// shape, 405 for a known path asked with the wrong method, and /v1/models in both APIs' shapes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
@@ -8,19 +9,81 @@ import Anthropic from '@anthropic-ai/sdk';
 import { startServer, postJson, MODEL, SKIP } from './lib.mjs';
 
 const KEY = 'sk-test-456';
-let srv;
+const ORIGIN = 'http://app.example';
+let srv, any;
 before(async () => {
   if (SKIP) return;
-  srv = await startServer(['--alias', 'nano', '--api-key', KEY]);
+  srv = await startServer(['--alias', 'nano', '--api-key', KEY, '--cors-origin', `${ORIGIN},http://other.example`]);
+  any = await startServer(['--alias', 'nano', '--cors-origin', '*']);
 });
 after(async () => {
-  if (srv) assert.equal((await srv.stop()).code, 0);
+  for (const s of [srv, any]) if (s) assert.equal((await s.stop()).code, 0);
 });
 
 const msgs = [{ role: 'user', content: 'Hi' }];
 const auth = { authorization: `Bearer ${KEY}` };
 const openai = () => srv.client({ apiKey: KEY });
 const anthropic = () => srv.anthropic({ apiKey: KEY });
+
+test('CORS: the preflight needs no key; listed origins are echoed, others get no CORS headers', { skip: SKIP }, async () => {
+  const preflight = (url, origin) => fetch(url, {
+    method: 'OPTIONS',
+    headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type, x-stainless-os' },
+  });
+  let r = await preflight(`${srv.url}/v1/chat/completions`, ORIGIN);
+  assert.equal(r.status, 204);
+  assert.equal(r.headers.get('access-control-allow-origin'), ORIGIN);
+  assert.equal(r.headers.get('vary'), 'Origin');
+  assert.match(r.headers.get('access-control-allow-methods'), /POST/);
+  assert.equal(r.headers.get('access-control-allow-headers'), 'authorization, content-type, x-stainless-os');
+  assert.ok(Number(r.headers.get('access-control-max-age')) > 0);
+  r = await preflight(`${srv.url}/v1/chat/completions`, 'http://evil.example');
+  assert.equal(r.status, 204);
+  assert.equal(r.headers.get('access-control-allow-origin'), null);
+  r = await preflight(`${srv.url}/v1/nothing`, ORIGIN);
+  assert.equal(r.status, 404);
+  // The answers themselves carry the origin and expose the request id, errors included.
+  r = await fetch(`${srv.url}/v1/models`, { headers: { origin: ORIGIN, ...auth } });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('access-control-allow-origin'), ORIGIN);
+  assert.match(r.headers.get('access-control-expose-headers'), /x-request-id/);
+  r = await fetch(`${srv.url}/v1/models`, { headers: { origin: ORIGIN } });
+  assert.equal(r.status, 401);
+  assert.equal(r.headers.get('access-control-allow-origin'), ORIGIN);
+  // '*' allows any origin; without --cors-origin (errors.test.mjs's server) there is none.
+  r = await fetch(`${any.url}/v1/messages`, { method: 'OPTIONS', headers: { origin: 'http://x.example', 'access-control-request-method': 'POST' } });
+  assert.equal(r.status, 204);
+  assert.equal(r.headers.get('access-control-allow-origin'), '*');
+  const s = await any.client().chat.completions.create({ model: 'nano', messages: msgs, max_tokens: 1 }).withResponse();
+  assert.equal(s.response.headers.get('access-control-allow-origin'), '*');
+});
+
+test('request ids: x-request-id echoed or made up; Anthropic routes answer request-id', { skip: SKIP }, async () => {
+  const c = openai();
+  const mine = await c.chat.completions.create({ model: 'nano', messages: msgs, max_tokens: 1 }, { headers: { 'x-request-id': 'trace-42' } });
+  assert.equal(mine._request_id, 'trace-42');
+  const made = await c.chat.completions.create({ model: 'nano', messages: msgs, max_tokens: 1 });
+  assert.match(made._request_id, /^req_\w+$/);
+  const other = await c.chat.completions.create({ model: 'nano', messages: msgs, max_tokens: 1 });
+  assert.notEqual(other._request_id, made._request_id);
+  // Errors and streams carry it too.
+  const e = await c.chat.completions.create({ model: 'nano', messages: msgs, temperature: 5 }).catch((x) => x);
+  assert.match(e.requestID, /^req_/);
+  const { response } = await c.chat.completions.create({ model: 'nano', messages: msgs, max_tokens: 1, stream: true }).withResponse();
+  assert.match(response.headers.get('x-request-id'), /^req_/);
+  await response.body?.cancel();
+
+  const a = anthropic();
+  const m = await a.messages.create({ model: 'nano', max_tokens: 1, messages: msgs });
+  assert.match(m._request_id, /^req_/);
+  const am = await a.messages.create({ model: 'nano', max_tokens: 1, messages: msgs }, { headers: { 'x-request-id': 'trace-43' } });
+  assert.equal(am._request_id, 'trace-43');
+  const ae = await a.messages.create({ model: 'nano', max_tokens: 1, messages: msgs, temperature: 1.5 }).catch((x) => x);
+  assert.match(ae.requestID, /^req_/);
+  // A client id that is not short plain text is replaced.
+  const r = await postJson(`${srv.url}/v1/chat/completions`, { messages: msgs, max_tokens: 1 }, { ...auth, 'x-request-id': 'x'.repeat(300) });
+  assert.match(r.headers.get('x-request-id'), /^req_/);
+});
 
 test('value ranges: temperature 0-2 on OpenAI routes, 0-1 on Anthropic, 400 in each shape', { skip: SKIP }, async () => {
   const c = openai();
@@ -60,6 +123,24 @@ test('401: OpenAI shape with code invalid_api_key; Anthropic authentication_erro
   const e = await a.messages.create({ model: 'nano', max_tokens: 1, messages: msgs }).catch((x) => x);
   assert.ok(e instanceof Anthropic.AuthenticationError, String(e));
   assert.equal(e.error.error.type, 'authentication_error');
+});
+
+test('405 for a known path asked with another method, with Allow', { skip: SKIP }, async () => {
+  const cases = [
+    ['GET', '/v1/chat/completions', 'POST'], ['DELETE', '/v1/responses', 'POST'], ['PUT', '/v1/models', 'GET, HEAD'],
+    ['POST', '/health', 'GET, HEAD'], ['PATCH', '/v1/models/nano', 'GET, HEAD'],
+  ];
+  for (const [method, path, allow] of cases) {
+    const r = await fetch(`${srv.url}${path}`, { method, headers: { ...auth, 'content-type': 'application/json' } });
+    assert.equal(r.status, 405, `${method} ${path}`);
+    assert.equal(r.headers.get('allow'), `${allow}, OPTIONS`);
+    const j = await r.json();
+    assert.match(j.error.message, new RegExp(`Method ${method} is not allowed on ${path}`));
+  }
+  const r = await fetch(`${srv.url}/v1/messages`, { method: 'GET', headers: auth });
+  assert.equal(r.status, 405);
+  assert.equal((await r.json()).type, 'error', 'Anthropic shape on its route');
+  assert.equal((await fetch(`${srv.url}/v1/nothing`, { method: 'GET', headers: auth })).status, 404);
 });
 
 test('/v1/models: no disk path, created is the model folder mtime; Anthropic shape for its client', { skip: SKIP }, async () => {
