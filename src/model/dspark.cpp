@@ -168,16 +168,17 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
   for (size_t i = 0; i < N; ++i) {
     const SequenceState& st = *in[i].st;
     if (st.dspark.size() != ds.stages.size()) fail("dspark_draft: the sequence has no DSpark state of this model");
-    if (st.pos < 1) fail("dspark_draft: the main model has consumed no token yet");
-    if (st.dspark_pos != st.pos)
-      fail("dspark_draft: the stage rings hold {} positions but the main model consumed {}; commit the taps first",
-           st.dspark_pos, st.pos);
+    // The block follows the committed positions: in a verification step the main model may have
+    // consumed drafts past them that are about to be rolled back.
+    if (st.dspark_pos < 1) fail("dspark_draft: no position is committed to the stage rings yet (commit the taps first)");
+    if (st.dspark_pos > st.pos)
+      fail("dspark_draft: the stage rings hold {} positions but the main model consumed only {}", st.dspark_pos, st.pos);
     check_id(in[i].token, "token");
     if (in[i].forced)
       for (int j = 0; j < B; ++j) check_id(in[i].forced[j], "forced id");
     for (int j = 0; j < B; ++j) {
       ids[i * size_t(B) + size_t(j)] = j == 0 ? in[i].token : cfg_.dspark_noise_token_id;
-      pos[i * size_t(B) + size_t(j)] = st.pos + j;
+      pos[i * size_t(B) + size_t(j)] = st.dspark_pos + j;
     }
   }
   std::vector<float> X(size_t(rows) * nD);

@@ -27,7 +27,7 @@ struct DSparkCommit {
   int64_t S;
 };
 
-// A draft of the sequence whose main model consumed positions ≤ p = st->pos − 1, committed up to p.
+// A draft after the committed positions ≤ p = st->dspark_pos − 1 (the main model consumed at least those).
 struct DSparkDraftInput {
   const SequenceState* st;
   int32_t token;                    // t_{p+1}, the main model's token for position p+1

@@ -270,14 +270,11 @@ void Scheduler::emit_token(Active& a, int32_t tok, const float* logits) {
     finish(a, FinishReason::Length);
 }
 
-// After a forward that consumed pending ++ draft: decide the tokens row by row (the draft's while
-// they are accepted, then one drawn from the target), put the state where the accepted tokens end,
-// emit, and describe the result to the drafter.
-void Scheduler::verify(Active& a, ForwardResult& r, std::vector<DraftInput>& drafts) {
-  const size_t V = size_t(model_.config().vocab_size), U = a.pending.size(), k = a.draft.size();
-  const int64_t P = a.st.pos - int64_t(U + k);  // position of pending[0]
+// After a forward that consumed pending ++ draft: the tokens row by row, the draft's while they are
+// accepted, then one drawn from the target. No state changes yet.
+std::vector<int32_t> Scheduler::decide(Active& a, ForwardResult& r) {
+  const size_t V = size_t(model_.config().vocab_size), k = a.draft.size();
   std::vector<int32_t> hist = a.generated, out;
-  size_t j = 0;
   for (size_t row = 0; row <= k; ++row) {
     float* l = r.logits.data() + row * V;
     mask(l);
@@ -285,9 +282,35 @@ void Scheduler::verify(Active& a, ForwardResult& r, std::vector<DraftInput>& dra
     out.push_back(v.token);
     hist.push_back(v.token);
     if (!v.accepted) break;
-    ++j;
   }
-  // Rejected drafts leave the state; the accepted ones are re-fed before the next draft.
+  return out;
+}
+
+// What the drafter needs after the forward (state still past the whole draft): the committed tokens
+// after the forward's first row and how many drafts the next step may take.
+void Scheduler::draft_input(Active& a, const ForwardResult& r, const std::vector<int32_t>& out,
+                            std::vector<DraftInput>& drafts) {
+  const size_t U = a.pending.size(), k = a.draft.size(), j = out.size() - 1;
+  a.successors.assign(a.pending.begin() + 1, a.pending.end());
+  a.successors.insert(a.successors.end(), out.begin(), out.end());
+  const int64_t used = a.prompt_len() + int64_t(a.generated.size() + out.size());
+  DraftInput d;
+  d.st = &a.st;
+  d.fwd = &r;
+  d.pos0 = a.st.pos - int64_t(U + k);
+  d.rows = int64_t(U + k);
+  d.committed = int64_t(U + j);
+  d.tokens = a.successors.data();
+  d.max_draft = int(std::max<int64_t>(0, std::min<int64_t>({opt_.spec.draft_max,
+                                                            a.req.max_tokens - int64_t(a.generated.size() + out.size()) - 1,
+                                                            opt_.max_context - used - 1})));
+  drafts.push_back(std::move(d));
+}
+
+// Puts the state where the accepted tokens end (rejected drafts leave it; the accepted ones are re-fed
+// in front of the next draft) and emits the tokens.
+void Scheduler::apply(Active& a, ForwardResult& r, const std::vector<int32_t>& out) {
+  const size_t V = size_t(model_.config().vocab_size), k = a.draft.size(), j = out.size() - 1;
   std::vector<int32_t> pending;
   if (j < k) {
     a.st.rollback(r.mark);
@@ -301,30 +324,17 @@ void Scheduler::verify(Active& a, ForwardResult& r, std::vector<DraftInput>& dra
     stats_.spec_drafted += k;
     stats_.spec_accepted += j;
   }
-  for (size_t i = 0; i < out.size() && !a.done; ++i) emit_token(a, out[i], r.logits.data() + i * V);
-  a.successors.assign(a.pending.begin() + 1, a.pending.end());
-  a.successors.insert(a.successors.end(), out.begin(), out.end());
   a.pending = std::move(pending);
   a.draft.clear();
-  if (!a.spec || a.done) return;
-  const int64_t used = a.prompt_len() + int64_t(a.generated.size());
-  DraftInput d;
-  d.st = &a.st;
-  d.fwd = &r;
-  d.pos0 = P;
-  d.rows = int64_t(U + k);
-  d.committed = int64_t(U + j);
-  d.tokens = a.successors.data();
-  d.max_draft = int(std::max<int64_t>(0, std::min<int64_t>({opt_.spec.draft_max,
-                                                            a.req.max_tokens - int64_t(a.generated.size()) - 1,
-                                                            opt_.max_context - used - 1})));
-  drafts.push_back(std::move(d));
+  for (size_t i = 0; i < out.size() && !a.done; ++i) emit_token(a, out[i], r.logits.data() + i * V);
 }
 
 void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   // One forward call: each prefilling sequence contributes a chunk of its prompt (stopping one short
   // of the end, so the state there can be cached), the others their pending tokens and draft.
   const bool streams = drafter_ && drafter_->needs_streams();
+  ForwardOptions fo;
+  fo.keep_taps = drafter_ && drafter_->needs_taps();
   std::vector<Model::SeqInput> in;
   std::vector<std::vector<int32_t>> feed(active.size());
   std::vector<bool> samples(active.size());
@@ -346,7 +356,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   }
   std::vector<ForwardResult> res;
   try {
-    res = model_.forward_batch(in);
+    res = model_.forward_batch(in, fo);
   } catch (const std::exception& ex) {
     for (auto& a : active) fail_request(*a, ex.what());
     return;
@@ -354,6 +364,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   std::vector<DraftInput> drafts;
   drafts.reserve(active.size());
   std::vector<Active*> drafted;
+  std::vector<std::vector<int32_t>> out(active.size());
   for (size_t i = 0; i < active.size(); ++i) {
     Active& a = *active[i];
     if (!samples[i]) {
@@ -381,24 +392,32 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       ++stats_.prefilled_tokens;
     }
     try {
-      const size_t before = drafts.size();
-      verify(a, res[i], drafts);
-      if (drafts.size() > before) drafted.push_back(&a);
+      out[i] = decide(a, res[i]);
+      if (a.spec) {
+        draft_input(a, res[i], out[i], drafts);
+        drafted.push_back(&a);
+      }
     } catch (const std::exception& ex) {
       // A broken model (NaN logits) fails its requests, never the scheduler thread.
       fail_request(a, std::string("model error: ") + ex.what());
     }
   }
+  // Drafts come before the rollback: the drafter reads this forward's rows of accepted positions.
+  std::vector<std::vector<int32_t>> next(drafts.size());
   if (!drafts.empty()) {
     std::vector<DraftInput*> ptr;
     for (auto& d : drafts) ptr.push_back(&d);
     try {
       drafter_->advance(ptr);
-      for (size_t i = 0; i < drafts.size(); ++i) drafted[i]->draft = std::move(drafts[i].draft);
+      for (size_t i = 0; i < drafts.size(); ++i) next[i] = std::move(drafts[i].draft);
     } catch (const std::exception& ex) {
       for (Active* a : drafted) fail_request(*a, std::string("draft model error: ") + ex.what());
     }
   }
+  for (size_t i = 0; i < active.size(); ++i)
+    if (samples[i] && !active[i]->done) apply(*active[i], res[i], out[i]);
+  for (size_t i = 0; i < drafted.size(); ++i)
+    if (!drafted[i]->done) drafted[i]->draft = std::move(next[i]);
   // The state at the end of the prompt but its last token: cached for later requests (the drafter's
   // state is level with it).
   for (size_t i = 0; i < active.size(); ++i)

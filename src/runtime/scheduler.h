@@ -108,7 +108,9 @@ class Scheduler {
   void fail_request(Active& a, const std::string& message);  // an Error event: the model failed
   void mask(float* logits) const;  // untokenizable ids to -inf
   void emit_token(Active& a, int32_t tok, const float* logits);
-  void verify(Active& a, ForwardResult& r, std::vector<DraftInput>& drafts);
+  std::vector<int32_t> decide(Active& a, ForwardResult& r);
+  void draft_input(Active& a, const ForwardResult& r, const std::vector<int32_t>& out, std::vector<DraftInput>& drafts);
+  void apply(Active& a, ForwardResult& r, const std::vector<int32_t>& out);
   void cache_put(const std::vector<int32_t>& tokens, const SequenceState& st);
   const CacheEntry* cache_lookup(const std::vector<int32_t>& prompt);
 

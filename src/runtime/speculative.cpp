@@ -121,6 +121,47 @@ void MtpDrafter::advance(std::vector<DraftInput*>& in) {
     }
 }
 
+DSparkDrafter::DSparkDrafter(const Model& m, std::vector<int32_t> banned, float min_confidence)
+    : m_(m), banned_(std::move(banned)), min_confidence_(min_confidence) {
+  if (!m.has_dspark()) fail("--spec dspark: this checkpoint has no DSpark draft head (a V4-Flash-0731 checkpoint has one)");
+}
+
+void DSparkDrafter::advance(std::vector<DraftInput*>& in) {
+  const size_t TD = m_.config().dspark_target_layer_ids.size() * size_t(m_.config().dim);
+  std::vector<DSparkCommit> commit;
+  std::vector<DSparkDraftInput> draft;
+  std::vector<DraftInput*> who;
+  for (DraftInput* d : in) {
+    d->draft.clear();
+    SequenceState& st = *d->st;
+    const int64_t end = d->pos0 + d->committed;
+    if (st.dspark_pos < d->pos0 || st.dspark_pos > end)
+      fail("DSpark drafter: its rings hold {} positions, outside the forward's rows {}..{}", st.dspark_pos, d->pos0, end);
+    DSV4_CHECK(d->fwd->taps.size() >= size_t(d->rows) * TD, "DSpark drafter: the forward kept no taps");
+    if (end > st.dspark_pos)
+      commit.push_back({&st, d->fwd->taps.data() + size_t(st.dspark_pos - d->pos0) * TD, end - st.dspark_pos});
+    if (d->max_draft > 0) {
+      draft.push_back({&st, d->tokens[d->committed - 1]});
+      who.push_back(d);
+    }
+  }
+  if (!commit.empty()) m_.dspark_commit_batch(commit);
+  if (draft.empty()) return;
+  DSparkDraftOptions o;
+  std::vector<float> row;
+  o.pick = [&](size_t, int, const float* logits) {
+    row.assign(logits, logits + m_.config().vocab_size);
+    for (int32_t v : banned_) row[size_t(v)] = -INFINITY;
+    return int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+  };
+  const std::vector<DSparkDraft> out = m_.dspark_draft_batch(draft, o);
+  for (size_t i = 0; i < who.size(); ++i)
+    for (size_t j = 0; j + 1 < out[i].ids.size() && int(j) < who[i]->max_draft; ++j) {
+      if (1.0 / (1.0 + std::exp(-double(out[i].confidence[j]))) < min_confidence_) break;
+      who[i]->draft.push_back(out[i].ids[j + 1]);
+    }
+}
+
 std::unique_ptr<Drafter> make_drafter(const Model& m, const SpecOptions& o, std::vector<int32_t> banned) {
   if (o.draft_max < 1 || o.draft_max > 16) fail("--draft-max must be in [1, 16] (got {})", o.draft_max);
   if (!(o.draft_min_confidence >= 0 && o.draft_min_confidence <= 1))
@@ -128,7 +169,7 @@ std::unique_ptr<Drafter> make_drafter(const Model& m, const SpecOptions& o, std:
   switch (o.mode) {
     case SpecMode::Off: return nullptr;
     case SpecMode::Mtp: return std::make_unique<MtpDrafter>(m, std::move(banned));
-    case SpecMode::DSpark: fail("--spec dspark: not available yet");
+    case SpecMode::DSpark: return std::make_unique<DSparkDrafter>(m, std::move(banned), o.draft_min_confidence);
   }
   return nullptr;
 }

@@ -40,7 +40,7 @@ Verdict verify_draft(Sampler& s, std::span<const float> logits, std::span<const 
 // pos0+committed and proposes up to max_draft tokens for the positions after tokens[committed-1].
 struct DraftInput {
   SequenceState* st = nullptr;
-  const ForwardResult* fwd = nullptr;  // final_streams (MTP) of every row
+  const ForwardResult* fwd = nullptr;  // final_streams (MTP) or taps (DSpark) of every row
   int64_t pos0 = 0, rows = 0, committed = 0;
   const int32_t* tokens = nullptr;
   int max_draft = 0;
@@ -50,7 +50,8 @@ struct DraftInput {
 class Drafter {
  public:
   virtual ~Drafter() = default;
-  virtual bool needs_streams() const = 0;
+  virtual bool needs_streams() const { return false; }  // ForwardResult::final_streams of every row
+  virtual bool needs_taps() const { return false; }     // ForwardResult::taps of every row
   // Brings the drafter's state level with the main model's at a request's start (a prefix-cache
   // entry may come from a run without drafts, or end past its last committed token). Drafts after
   // it may be worse until the drafter has seen its window again, never wrong: they are verified.
@@ -73,6 +74,22 @@ class MtpDrafter : public Drafter {
   int32_t argmax(const std::vector<float>& logits) const;
   const Model& m_;
   std::vector<int32_t> banned_;
+};
+
+// The 0731 DSpark head: commits the taps of committed positions to its stage rings, then drafts one
+// block after the newest token and keeps the rows up to the first whose confidence (sigmoid of the
+// confidence head) is below draft_min_confidence.
+class DSparkDrafter : public Drafter {
+ public:
+  DSparkDrafter(const Model& m, std::vector<int32_t> banned, float min_confidence);
+  bool needs_taps() const override { return true; }
+  void resync(SequenceState& st) const override { st.dspark_pos = st.pos; }
+  void advance(std::vector<DraftInput*>& in) override;
+
+ private:
+  const Model& m_;
+  std::vector<int32_t> banned_;
+  float min_confidence_;
 };
 
 std::unique_ptr<Drafter> make_drafter(const Model& m, const SpecOptions& o, std::vector<int32_t> banned);

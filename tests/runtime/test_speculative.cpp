@@ -1,5 +1,5 @@
 // Speculative decoding: greedy output identical token for token to plain decoding (drafts from the
-// MTP block, several draft lengths, thread counts and batch mixes, stops and the prefix cache), the
+// MTP block or DSpark, several draft lengths, thread counts and batch mixes, stops and the prefix cache), the
 // acceptance rule preserving the target distribution (chi-square over 10^5 draws), and acceptance
 // measured on the bundled model's real text.
 #include <gtest/gtest.h>
@@ -96,6 +96,33 @@ TEST(Speculative, GreedyMtpEqualsPlainGreedyOnFixtures) {
   }
 }
 
+// DSpark (0731): a block of 5 after every step, cut at the confidence threshold; random weights, so
+// most drafts are rejected and the commits of accepted positions, resyncs and rollbacks all run.
+TEST(Speculative, GreedyDSparkEqualsPlainGreedyOn0731) {
+  const Tokenizer tok = bytes_only_tokenizer();
+  Model m(std::string(DSV4_TEST_DATA) + "/fixtures/tiny-0731");
+  const std::vector<std::vector<int32_t>> prompts = {tok.encode("hello there"), tok.encode("abc"),
+                                                     tok.encode("The quick brown fox jumps over the lazy dog")};
+  const Outputs plain = run_all(m, tok, with_spec(0, 2), prompts, 60);
+  std::vector<uint64_t> drafted;
+  for (float conf : {0.0f, 0.02f}) {
+    SCOPED_TRACE("min confidence " + std::to_string(conf));
+    SchedulerOptions o = with_spec(5, 2);
+    o.spec = {SpecMode::DSpark, 5, conf};
+    const Outputs spec = run_all(m, tok, o, prompts, 60);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(spec.out[i]->tokens, plain.out[i]->tokens) << i;
+      EXPECT_EQ(spec.out[i]->logprobs, plain.out[i]->logprobs) << i;
+    }
+    EXPECT_GT(spec.stats.spec_drafted, 0u);
+    drafted.push_back(spec.stats.spec_drafted);
+    std::printf("dspark, min confidence %.2f: %llu drafted, %llu accepted in %llu steps\n", conf,
+                (unsigned long long)spec.stats.spec_drafted, (unsigned long long)spec.stats.spec_accepted,
+                (unsigned long long)spec.stats.spec_steps);
+  }
+  EXPECT_LT(drafted[1], drafted[0]) << "the confidence threshold cuts blocks short";
+}
+
 TEST(Speculative, StopsLimitsAndPrefixCacheUnchanged) {
   const auto p = prompt_ids("Who was the father of Isaac, and what did the LORD promise him?");
   Scheduler plain(nano().model, nano().tok, with_spec(0));
@@ -140,6 +167,12 @@ TEST(Speculative, BadOptionsAreRefused) {
     FAIL() << "a checkpoint without mtp.0 must refuse --spec mtp";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no MTP block"), std::string::npos) << e.what();
+  }
+  try {
+    make(nano().model, {SpecMode::DSpark, 3, 0});
+    FAIL() << "a checkpoint without a DSpark head must refuse --spec dspark";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no DSpark draft head"), std::string::npos) << e.what();
   }
   EXPECT_THROW(parse_spec_mode("eagle"), Error);
 }
