@@ -232,6 +232,7 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
 struct SpecBenchArgs {
   std::string mode = "off", text;
   int draft_max = 3, verify_max = 0, tokens = 64, prompts = 4;
+  float min_confidence = 0;
 };
 
 // Prompts of 64 tokens at evenly spaced offsets of a text, tokenized by the model's tokenizer.
@@ -326,7 +327,7 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
     std::fflush(stdout);
   }
   if (sb.mode == "off") return;
-  const SpecOptions so{parse_spec_mode(sb.mode), sb.draft_max, 0};
+  const SpecOptions so{parse_spec_mode(sb.mode), sb.draft_max, sb.min_confidence};
   const Tokenizer tok = Tokenizer::load(a.dir);
   const std::string text = !sb.text.empty() ? sb.text : a.dir + "/heldout.txt";
   const SpecBenchResult r = run_spec_bench(model, tok, spec_prompts(tok, text, sb.prompts), sb.tokens, so);
@@ -413,6 +414,8 @@ void register_model_commands(CLI::App& app) {
   bench->add_option("--spec", bench_spec.mode, "also run greedy generation on real text with and without drafts: off, mtp, dspark")
       ->check(CLI::IsMember({"off", "mtp", "dspark"}));
   bench->add_option("--draft-max", bench_spec.draft_max, "tokens drafted per step at most (--spec)");
+  bench->add_option("--draft-min-confidence", bench_spec.min_confidence,
+                    "DSpark: end the draft at the first token whose confidence is below this (0..1)");
   bench->add_option("--spec-text", bench_spec.text, "text the --spec prompts come from (default: the model's heldout.txt)");
   bench->add_option("--spec-tokens", bench_spec.tokens, "tokens generated per prompt (--spec)");
   bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json, bench_phases, bench_spec); });
