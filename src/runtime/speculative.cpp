@@ -14,16 +14,14 @@ SpecMode parse_spec_mode(const std::string& s) {
   fail("--spec must be off, mtp or dspark (got '{}')", s);
 }
 
-const char* spec_mode_name(SpecMode m) {
-  switch (m) {
-    case SpecMode::Off: return "off";
-    case SpecMode::Mtp: return "mtp";
-    case SpecMode::DSpark: return "dspark";
-  }
-  return "off";
+namespace {
+// The draft both drafters take from a logits row: the first maximum among the ids allowed.
+int32_t allowed_argmax(const float* logits, size_t V, const std::vector<int32_t>& banned, std::vector<float>& work) {
+  work.assign(logits, logits + V);
+  for (int32_t v : banned) work[size_t(v)] = -INFINITY;
+  return int32_t(std::max_element(work.begin(), work.end()) - work.begin());
 }
 
-namespace {
 // A draw from (id, p) pairs, skipping `skip` and renormalising; no randomness is used when one
 // candidate is left (greedy stays free of the sampler's stream).
 int32_t draw(Sampler& s, const std::vector<std::pair<int32_t, double>>& dist, int32_t skip) {
@@ -58,14 +56,10 @@ MtpDrafter::MtpDrafter(const Model& m, std::vector<int32_t> banned) : m_(m), ban
   if (!m.has_mtp()) fail("--spec mtp: this checkpoint has no MTP block (mtp.0.*)");
 }
 
-int32_t MtpDrafter::argmax(const std::vector<float>& l) const {
-  std::vector<float> x = l;
-  for (int32_t v : banned_) x[size_t(v)] = -INFINITY;
-  return int32_t(std::max_element(x.begin(), x.end()) - x.begin());  // lowest id on ties
-}
-
 void MtpDrafter::advance(std::vector<DraftInput*>& in) {
-  const size_t nD = size_t(m_.config().hc_mult) * size_t(m_.config().dim);
+  const size_t nD = size_t(m_.config().hc_mult) * size_t(m_.config().dim), V = size_t(m_.config().vocab_size);
+  std::vector<float> work;
+  auto argmax = [&](const std::vector<float>& l) { return allowed_argmax(l.data(), V, banned_, work); };
   // Committed pairs (main streams at t, token t+1) for t in [mtp_pos, pos0 + committed).
   std::vector<Model::MtpInput> feed;
   std::vector<DraftInput*> fed;
@@ -148,11 +142,9 @@ void DSparkDrafter::advance(std::vector<DraftInput*>& in) {
   if (!commit.empty()) m_.dspark_commit_batch(commit);
   if (draft.empty()) return;
   DSparkDraftOptions o;
-  std::vector<float> row;
+  std::vector<float> work;
   o.pick = [&](size_t, int, const float* logits) {
-    row.assign(logits, logits + m_.config().vocab_size);
-    for (int32_t v : banned_) row[size_t(v)] = -INFINITY;
-    return int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+    return allowed_argmax(logits, size_t(m_.config().vocab_size), banned_, work);
   };
   const std::vector<DSparkDraft> out = m_.dspark_draft_batch(draft, o);
   for (size_t i = 0; i < who.size(); ++i)

@@ -18,7 +18,6 @@ namespace dsv4 {
 
 enum class SpecMode { Off, Mtp, DSpark };
 SpecMode parse_spec_mode(const std::string& s);  // "off", "mtp", "dspark"; throws naming the value
-const char* spec_mode_name(SpecMode m);
 
 struct SpecOptions {
   SpecMode mode = SpecMode::Off;
@@ -71,7 +70,6 @@ class MtpDrafter : public Drafter {
   void advance(std::vector<DraftInput*>& in) override;
 
  private:
-  int32_t argmax(const std::vector<float>& logits) const;
   const Model& m_;
   std::vector<int32_t> banned_;
 };
