@@ -51,12 +51,6 @@ size_t AttentionState::journal_bytes() const {
   return ring.journal_bytes() + compressed.journal_bytes() + comp.journal_bytes() + indexer.comp.journal_bytes();
 }
 
-size_t entries_before(const std::vector<int64_t>& ids, int ratio, int64_t pos) {
-  size_t n = 0;
-  while (n < ids.size() && (ids[n] + 1) * ratio <= pos) ++n;
-  return n;
-}
-
 namespace {
 
 // Sparse attention of one sequence's rows (architecture.md §4.10, §4.14), then de-rotation; commits the window

@@ -71,6 +71,12 @@ void CompressorState::before_prev_replace() {
   prev_saved_ = true;
 }
 
+size_t entries_before(const std::vector<int64_t>& ids, int ratio, int64_t pos) {
+  size_t n = 0;
+  while (n < ids.size() && (ids[n] + 1) * ratio <= pos) ++n;
+  return n;
+}
+
 void compressor_pool(const CompressorWeights& w, const CompressorState& st, float* e) {
   const int R = w.ratio, W = w.width(), dc = w.d_c;
   // Slot order = reference summation order: previous group's half A, then this group's half B.
