@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/matmul_bf16.h"
 #include "kernels/matmul_simd.h"
 #include "kernels/quant.h"
 
@@ -86,8 +87,7 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
   }, 32);
 }
 
-}  // namespace
-
+// The FP8 1x128 round trip of x, or x itself when W is not quantised or act_quant is off.
 const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant,
                                    std::vector<float>& buf) {
   if (!act_quant || !W.quantized()) return x;
@@ -96,9 +96,54 @@ const float* quantized_activations(const Linear& W, const float* x, int64_t S, b
   return buf.data();
 }
 
+// Round-tripped activations are exact in BF16, so covered formats multiply on BF16 dot products.
+bool takes_bf16(const Linear& W, bool act_quant) {
+  return act_quant && W.quantized() && bf16dot::available() && bf16dot::covers(W);
+}
+
+// BF16 rows of x in W's kernel order. The row stride is 64 bytes past a multiple of 64: a token
+// group's rows a multiple of 4 KiB apart would share L1 sets.
+struct Bf16Activations {
+  std::vector<uint16_t> buf;
+  const uint16_t* data = nullptr;
+  int64_t stride = 0;
+  Bf16Activations(const Linear& W, const float* x, int64_t S) {
+    stride = (W.in + 31) / 32 * 32 + 32;
+    buf.resize(size_t(S * stride + 32));
+    auto* p = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+    for (int64_t s = 0; s < S; ++s) bf16dot::order_activation(W, x + s * W.in, p + s * stride);
+    data = p;
+  }
+};
+
+}  // namespace
+
 void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool) {
   std::vector<float> xq;
-  matmul_ordered(W, 1, quantized_activations(W, x, S, act_quant, xq), S, y, pool);
+  const float* xa = quantized_activations(W, x, S, act_quant, xq);
+  if (!takes_bf16(W, act_quant)) return matmul_ordered(W, 1, xa, S, y, pool);
+  const Bf16Activations xb(W, xa, S);
+  pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
+    bf16dot::rows(W, int64_t(o0), int64_t(o1), xb.data, xb.stride, S, y, W.out);
+  }, 32);
+}
+
+void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, float* ya, float* yb, bool act_quant,
+                 ThreadPool& pool) {
+  if (A.fmt != B.fmt || A.in != B.in || !takes_bf16(A, act_quant) || !takes_bf16(B, act_quant)) {
+    matmul(A, x, S, ya, act_quant, pool);  // each its own round trip: the same bits, a small cost
+    matmul(B, x, S, yb, act_quant, pool);
+    return;
+  }
+  std::vector<float> xq;
+  const Bf16Activations xb(A, quantized_activations(A, x, S, act_quant, xq), S);
+  // One pass over A's rows then B's: one barrier instead of two.
+  pool.parallel_for(size_t(A.out + B.out), [&](size_t o0, size_t o1) {
+    const int64_t a0 = std::min<int64_t>(int64_t(o0), A.out), a1 = std::min<int64_t>(int64_t(o1), A.out);
+    if (a0 < a1) bf16dot::rows(A, a0, a1, xb.data, xb.stride, S, ya, A.out);
+    const int64_t b0 = std::max<int64_t>(int64_t(o0), A.out) - A.out, b1 = std::max<int64_t>(int64_t(o1), A.out) - A.out;
+    if (b0 < b1) bf16dot::rows(B, b0, b1, xb.data, xb.stride, S, yb, B.out);
+  }, 32);
 }
 
 }  // namespace dsv4

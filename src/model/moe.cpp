@@ -62,10 +62,8 @@ Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, c
 void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const float* row_scale, float limit,
                     bool act_quant, ThreadPool& pool, float* out) {
   const int64_t I = e.w1.out;
-  std::vector<float> xq, g(size_t(S * I)), u(size_t(S * I));
-  x = quantized_activations(e.w1, x, S, act_quant, xq);  // w1 and w3 read the same round-trip
-  matmul(e.w1, x, S, g.data(), false, pool);
-  matmul(e.w3, x, S, u.data(), false, pool);
+  std::vector<float> g(size_t(S * I)), u(size_t(S * I));
+  matmul_pair(e.w1, e.w3, x, S, g.data(), u.data(), act_quant, pool);
   for (int64_t s = 0; s < S; ++s)
     for (int64_t i = 0; i < I; ++i) {
       float gi = g[size_t(s * I + i)], ui = u[size_t(s * I + i)];
