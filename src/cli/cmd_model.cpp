@@ -272,7 +272,11 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                         {"prefill_flops_per_token", r.prefill_flops_per_token},
                         {"peak_flops_per_s", r.peak_flops_per_s},
-                        {"prefill_roofline_ratio", r.prefill_roofline_ratio}};
+                        {"prefill_roofline_ratio", r.prefill_roofline_ratio},
+                        {"dot", r.dot},
+                        {"fma_peak_flops_per_s", r.fma_peak_flops_per_s},
+                        {"bf16_peak_flops_per_s", r.bf16_peak_flops_per_s},
+                        {"prefill_fma_roofline_ratio", r.prefill_fma_roofline_ratio}};
     if (r.streaming) {
       j["expert_cache_hit_rate"] = r.expert_cache_hit_rate;
       j["hash_predictor_hit_rate"] = r.hash_predictor_hit_rate;
@@ -297,10 +301,11 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("ctx %lld: decode %.2f tok/s, %.3g B/token, read bandwidth %.3g GB/s -> %.1f%% of roofline | "
-                  "prefill %.2f tok/s, %.3g FLOP/token, peak %.3g GFLOP/s -> %.1f%% of roofline\n",
+                  "prefill %.2f tok/s, %.3g FLOP/token, %s peak %.3g GFLOP/s -> %.1f%% of roofline (%.1f%% of the fp32 FMA peak)\n",
                   (long long)ctx, r.decode_tokens_per_s, r.decode_bytes_per_token, r.read_bandwidth_bytes_per_s / 1e9,
                   100 * r.decode_roofline_ratio, r.prefill_tokens_per_s, r.prefill_flops_per_token,
-                  r.peak_flops_per_s / 1e9, 100 * r.prefill_roofline_ratio);
+                  r.dot.c_str(), r.peak_flops_per_s / 1e9, 100 * r.prefill_roofline_ratio,
+                  100 * r.prefill_fma_roofline_ratio);
       if (r.streaming)
         std::printf("  streaming: expert cache hit rate %.1f%% (hash predictor %.1f%%, next-gate predictor %.1f%%), "
                     "%.3g disk B/token (process I/O counter %.3g), disk %.3g GB/s%s -> %.1f%% of the stream roofline\n",

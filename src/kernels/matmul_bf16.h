@@ -18,8 +18,9 @@ namespace bf16dot {
 
 // The CPU executes AVX512_BF16 dot products.
 bool supported();
-// supported() and the environment does not ask for the fp32 path (DSV4_DOT=fp32), checked once:
-// matmul then takes this path for every covered linear whose activations went through the round trip.
+// Whether matmul takes this path for every covered linear whose activations went through the round
+// trip, decided once: DSV4_DOT=bf16 or fp32 forces it (where supported); otherwise (auto) on CPUs
+// where the dot products outrun fp32 FMAs.
 bool available();
 // W's format and shape are covered: FP8 with K a multiple of 32, FP4 (E8M0 scales) with K a
 // multiple of 64. Other linears stay on the fp32 path.

@@ -17,6 +17,7 @@
 
 #include "core/profile.h"
 #include "core/thread_pool.h"
+#include "kernels/matmul_bf16.h"
 #include "kernels/matmul_simd.h"
 #include "runtime/expert_cache.h"
 #include "runtime/scheduler.h"
@@ -119,7 +120,8 @@ uint64_t process_read_bytes() {
 }
 }  // namespace
 
-double measure_peak_flops(int reps) {
+namespace {
+double measure_burn(int reps, double (*burn)(int64_t, float*)) {
   ThreadPool& pool = ThreadPool::global();
   std::vector<double> v;
   for (int r = 0; r < reps; ++r) {
@@ -127,7 +129,7 @@ double measure_peak_flops(int reps) {
     std::vector<float> sink(size_t(pool.size()) * 16);
     auto t0 = Clock::now();
     pool.parallel_for(size_t(pool.size()), [&](size_t a, size_t b) {
-      for (size_t t = a; t < b; ++t) flops[t] = simd::fma_burn(20'000'000, &sink[t * 16]);
+      for (size_t t = a; t < b; ++t) flops[t] = burn(20'000'000, &sink[t * 16]);
     });
     double s = seconds_since(t0), total = 0;
     for (double f : flops) total += f;
@@ -135,6 +137,10 @@ double measure_peak_flops(int reps) {
   }
   return *std::max_element(v.begin(), v.end());
 }
+}  // namespace
+
+double measure_peak_flops(int reps) { return measure_burn(reps, simd::fma_burn); }
+double measure_bf16_peak_flops(int reps) { return bf16dot::supported() ? measure_burn(reps, bf16dot::burn) : 0.0; }
 
 double decode_bytes_per_token(const Model& m, int64_t ctx) {
   const ModelConfig& c = m.config();
@@ -195,7 +201,8 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   std::mt19937_64 rng(seed);
   std::vector<int32_t> ids(size_t(ctx + decode_steps + verify_max + 1));
   for (auto& t : ids) t = int32_t(rng() % uint64_t(m.config().vocab_size));
-  r.peak_flops_per_s = measure_peak_flops();
+  r.fma_peak_flops_per_s = measure_peak_flops();
+  r.bf16_peak_flops_per_s = measure_bf16_peak_flops();
   // Timed as in a running server: a warm-up request (up to kWarmupTokens) has mapped the weights in
   // and grown the heap, so first-touch page faults are not counted as compute.
   {
@@ -209,7 +216,11 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   const double prefill_s = seconds_since(t0);
   r.prefill_phases = profile::take();
   // The FMA peak only drops when the host takes a core away: the better of before and after.
-  r.peak_flops_per_s = std::max(r.peak_flops_per_s, measure_peak_flops());
+  r.fma_peak_flops_per_s = std::max(r.fma_peak_flops_per_s, measure_peak_flops());
+  r.bf16_peak_flops_per_s = std::max(r.bf16_peak_flops_per_s, measure_bf16_peak_flops());
+  const bool bf16 = bf16dot::available() && m.numerics().act_quant;
+  r.dot = bf16 ? "bf16" : "fp32";
+  r.peak_flops_per_s = bf16 ? r.bf16_peak_flops_per_s : r.fma_peak_flops_per_s;
   // On a shared host the bandwidth available shifts from second to second, so each decode step is
   // paired with a bandwidth probe taken just before it, and the ratio is the median over steps.
   ReadBandwidthProbe probe;
@@ -275,6 +286,7 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   r.prefill_tokens_per_s = double(ctx) / prefill_s;
   r.prefill_flops_per_token = prefill_flops_per_token(m, ctx);
   r.prefill_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.peak_flops_per_s;
+  r.prefill_fma_roofline_ratio = r.prefill_tokens_per_s * r.prefill_flops_per_token / r.fma_peak_flops_per_s;
   r.decode_tokens_per_s = 1.0 / step_s;
   r.decode_bytes_per_token = bytes;
   r.read_bandwidth_bytes_per_s = median(bws);

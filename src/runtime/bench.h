@@ -16,6 +16,10 @@ struct BenchResult {
   int64_t ctx = 0;
   double decode_tokens_per_s = 0, decode_bytes_per_token = 0, read_bandwidth_bytes_per_s = 0, decode_roofline_ratio = 0;
   double prefill_tokens_per_s = 0, prefill_flops_per_token = 0, peak_flops_per_s = 0, prefill_roofline_ratio = 0;
+  // The quantised linears' instructions ("bf16" dot products or "fp32" FMAs) give peak_flops_per_s;
+  // both peaks are measured, and the ratio against the fp32 FMA peak compares with older runs.
+  std::string dot;
+  double fma_peak_flops_per_s = 0, bf16_peak_flops_per_s = 0, prefill_fma_roofline_ratio = 0;
   // With routed experts streamed from disk (--ram-budget): what the decode steps read.
   bool streaming = false;
   double expert_cache_hit_rate = 0, disk_bytes_per_token = 0, process_disk_bytes_per_token = 0;
@@ -44,6 +48,8 @@ double measure_disk_read(const Checkpoint& ck, double seconds = 2.0, int threads
 // fp32 FMA peak of all threads (the precision the engine's GEMMs run in), the best of `reps`: a
 // repetition slowed by another tenant of the host says nothing about the machine's limit.
 double measure_peak_flops(int reps = 5);
+// The same for BF16 dot products (vdpbf16ps, 4 flops per fp32 lane); 0 where the CPU has none.
+double measure_bf16_peak_flops(int reps = 5);
 // Weight and KV bytes one decode token reads at context ctx (routed experts: k of E per layer).
 double decode_bytes_per_token(const Model& m, int64_t ctx);
 // FLOPs per token of a prefill of ctx tokens (linears, attention, indexer, compressors).
