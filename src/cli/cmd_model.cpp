@@ -230,7 +230,7 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
 }
 
 struct SpecBenchArgs {
-  std::string mode = "off", text;
+  std::string mode = "off", text, batch;
   int draft_max = 3, verify_max = 0, tokens = 64, prompts = 4;
   float min_confidence = 0;
 };
@@ -248,6 +248,35 @@ std::vector<std::vector<int32_t>> spec_prompts(const Tokenizer& tok, const std::
   return out;
 }
 
+void bench_batches(Model& model, const std::vector<int64_t>& ctxs, const std::string& list, int steps, bool json) {
+  std::vector<int> batches;
+  for (auto b : parse_ids([&] { std::string s = list; std::replace(s.begin(), s.end(), ',', ' '); return s; }(), "--batch"))
+    batches.push_back(int(b));
+  if (batches.empty()) fail("--batch needs at least one batch size");
+  for (int64_t ctx : ctxs) {
+    if (ctx < 1) fail("--ctx values must be positive");
+    if (!json) std::printf("ctx %lld: batch, tok/s (all sequences), experts/layer, B/step, FLOP/step, binding roof, ratio\n", (long long)ctx);
+    for (const auto& r : run_batch_bench(model, ctx, batches, steps)) {
+      if (json) {
+        nlohmann::json j = {{"ctx", r.ctx}, {"batch", r.batch}, {"threads", ThreadPool::global().size()},
+                            {"step_s", r.step_s}, {"tokens_per_s", r.tokens_per_s},
+                            {"experts_per_layer", r.experts_per_layer}, {"bytes_per_step", r.bytes_per_step},
+                            {"flops_per_step", r.flops_per_step},
+                            {"read_bandwidth_bytes_per_s", r.read_bandwidth_bytes_per_s},
+                            {"peak_flops_per_s", r.peak_flops_per_s}, {"dot", r.dot}, {"binding", r.binding},
+                            {"roofline_ratio", r.roofline_ratio}};
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("  %3d  %8.2f  %6.1f  %.3g  %.3g  %s (%.3g GB/s, %s %.3g GFLOP/s)  %.1f%%\n", r.batch,
+                    r.tokens_per_s, r.experts_per_layer, r.bytes_per_step, r.flops_per_step, r.binding.c_str(),
+                    r.read_bandwidth_bytes_per_s / 1e9, r.dot.c_str(), r.peak_flops_per_s / 1e9,
+                    100 * r.roofline_ratio);
+      }
+      std::fflush(stdout);
+    }
+  }
+}
+
 void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool json, bool phases,
                const SpecBenchArgs& sb) {
   a.apply_threads();
@@ -259,6 +288,7 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
   for (auto& t : parse_ids([&] { std::string s = ctx_list; std::replace(s.begin(), s.end(), ',', ' '); return s; }(), "--ctx"))
     ctxs.push_back(t);
   if (ctxs.empty()) fail("--ctx needs at least one context length");
+  if (!sb.batch.empty()) return bench_batches(model, ctxs, sb.batch, std::max(steps, 1), json);
   nlohmann::json all = nlohmann::json::array();
   for (int64_t ctx : ctxs) {
     if (ctx < 1) fail("--ctx values must be positive");
@@ -423,6 +453,9 @@ void register_model_commands(CLI::App& app) {
                     "DSpark: end the draft at the first token whose confidence is below this (0..1)");
   bench->add_option("--spec-text", bench_spec.text, "text the --spec prompts come from (default: the model's heldout.txt)");
   bench->add_option("--spec-tokens", bench_spec.tokens, "tokens generated per prompt (--spec)");
+  bench->add_option("--batch", bench_spec.batch,
+                    "comma-separated batch sizes: time the decode step of B sequences in one forward instead, "
+                    "against the roof that binds at each B");
   bench->callback([] { cmd_bench(bench_args, bench_ctx, bench_steps, bench_json, bench_phases, bench_spec); });
 
   auto* gen = app.add_subcommand("generate", "greedy generation from token ids");

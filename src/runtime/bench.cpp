@@ -168,23 +168,24 @@ double decode_bytes_per_token(const Model& m, int64_t ctx) {
   return b;
 }
 
-double prefill_flops_per_token(const Model& m, int64_t ctx) {
+namespace {
+// One token's FLOPs when `preceding` positions come before it; the head counts head_share times.
+double token_flops(const Model& m, double preceding, double head_share) {
   const ModelConfig& c = m.config();
   const ModelWeights& w = m.weights();
-  double f = lin_flops(w.head) / double(ctx);  // the head runs for the last position only
-  const double avg = double(ctx) / 2;          // mean number of preceding positions
+  double f = lin_flops(w.head) * head_share;
   for (auto& blk : w.blocks) {
     const AttentionWeights& a = blk.attn;
     for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) f += lin_flops(*l);
-    double rows = std::min<double>(avg, c.window_size);
+    double rows = std::min<double>(preceding, c.window_size);
     if (has_compressor(a.kind)) f += lin_flops(a.comp.wkv) + lin_flops(a.comp.wgate);
     if (has_indexer(a.kind)) {
       f += lin_flops(a.indexer.wq_b) + lin_flops(a.indexer.weights_proj) + lin_flops(a.indexer.comp.wkv) +
            lin_flops(a.indexer.comp.wgate);
-      f += 2.0 * c.index_n_heads * c.index_head_dim * (avg / a.ratio);
-      rows += std::min<double>(avg / a.ratio, c.index_topk);
+      f += 2.0 * c.index_n_heads * c.index_head_dim * (preceding / a.ratio);
+      rows += std::min<double>(preceding / a.ratio, c.index_topk);
     } else if (reads_all_compressed(a.kind)) {
-      rows += avg / a.ratio;
+      rows += preceding / a.ratio;
     }
     f += 2.0 * 2.0 * c.n_heads * c.head_dim * rows;  // scores and weighted sum
     f += lin_flops(blk.moe.gate) + expert_flops(blk.moe.shared) +
@@ -192,6 +193,13 @@ double prefill_flops_per_token(const Model& m, int64_t ctx) {
   }
   return f;
 }
+}  // namespace
+
+// The mean token sees ctx/2 preceding positions; the head runs for the last position only.
+double prefill_flops_per_token(const Model& m, int64_t ctx) {
+  return token_flops(m, double(ctx) / 2, 1.0 / double(ctx));
+}
+double decode_flops_per_token(const Model& m, int64_t ctx) { return token_flops(m, double(ctx), 1.0); }
 
 constexpr int64_t kWarmupTokens = 2048;  // longer contexts: the warm-up covers part of the heap
 

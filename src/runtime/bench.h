@@ -54,9 +54,27 @@ double measure_bf16_peak_flops(int reps = 5);
 double decode_bytes_per_token(const Model& m, int64_t ctx);
 // FLOPs per token of a prefill of ctx tokens (linears, attention, indexer, compressors).
 double prefill_flops_per_token(const Model& m, int64_t ctx);
+// FLOPs of one decode token at position ctx (every linear and the head, attention over what it reads).
+double decode_flops_per_token(const Model& m, int64_t ctx);
 // Random token ids, prefill ctx of them, then `decode_steps` single-token steps. decode_roofline_ratio
 // is the median over steps of each step's ratio to the bandwidth probed just before it.
 BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t seed, int verify_max = 0);
+
+// One decode step of `batch` sequences at context ctx in one forward (bench --batch), medians over
+// steps. The binding roof is the larger of bytes_per_step / read bandwidth and flops_per_step / peak
+// (the instructions the quantised linears use); roofline_ratio is that time over the step's.
+struct BatchBenchResult {
+  int batch = 0;
+  int64_t ctx = 0;
+  double step_s = 0, tokens_per_s = 0;  // tokens/s of all sequences together
+  double experts_per_layer = 0;         // distinct routed experts read per MoE layer per step
+  double bytes_per_step = 0, flops_per_step = 0, read_bandwidth_bytes_per_s = 0, peak_flops_per_s = 0;
+  std::string dot, binding;             // "bandwidth" or "compute"
+  double roofline_ratio = 0;
+};
+// Needs the routed experts in RAM: it counts them through its own expert store.
+std::vector<BatchBenchResult> run_batch_bench(Model& m, int64_t ctx, const std::vector<int>& batches, int steps,
+                                              uint64_t seed = 42);
 
 // End-to-end speculative decoding on real text: greedy continuations of `prompts` (token ids) with
 // and without drafts, alternated A/B `reps` times on one sequence at a time; medians.

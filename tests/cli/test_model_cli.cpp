@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 #include "cli/cli_util.h"
 #include "io/npy.h"
@@ -206,17 +208,54 @@ TEST_F(ModelCli, BenchReportsRooflineRatiosAndPhases) {
   EXPECT_EQ(j["ctx"], 24);
   for (const char* key : {"decode_tokens_per_s", "decode_bytes_per_token", "read_bandwidth_bytes_per_s",
                           "decode_roofline_ratio", "prefill_tokens_per_s", "prefill_flops_per_token",
-                          "peak_flops_per_s", "prefill_roofline_ratio"}) {
+                          "peak_flops_per_s", "prefill_roofline_ratio", "fma_peak_flops_per_s",
+                          "prefill_fma_roofline_ratio"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
     EXPECT_TRUE(std::isfinite(j[key].get<double>())) << key;
   }
+  // The roof is the peak of the instructions the quantised linears ran on.
+  ASSERT_TRUE(j["dot"] == "bf16" || j["dot"] == "fp32") << j["dot"];
+  EXPECT_EQ(j["peak_flops_per_s"], j["dot"] == "bf16" ? j["bf16_peak_flops_per_s"] : j["fma_peak_flops_per_s"]);
   // Every phase of the forward pass is timed, in prefill and in decode.
   for (const char* phase : {"hc_pre_norm", "attn.q_kv", "attn.compressor", "attn.indexer", "attn.core", "attn.out",
                             "hc_post", "moe.route", "moe.experts", "moe.shared", "head"}) {
     EXPECT_GT(j["prefill_phase_s"].value(phase, 0.0), 0.0) << phase;
     EXPECT_GT(j["decode_phase_s"].value(phase, 0.0), 0.0) << phase;
   }
+}
+
+// bench --batch: one line per batch size; the batch reads the dense weights once, so bytes per step
+// grow slower than B; distinct experts per layer lie between k and min(E, B·k); FLOPs grow as B.
+TEST_F(ModelCli, BenchBatchReportsTheBindingRoofPerBatchSize) {
+  CmdRun r = run_dsv4("bench -m " + kNano.string() + " --ctx 40 --batch 1,4,16 --decode-steps 2 --json -t 2", tmp_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::vector<nlohmann::json> rows;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  const auto cfg = nlohmann::json::parse(std::ifstream(kNano / "config.json"));
+  const double k = cfg["num_experts_per_tok"], E = cfg["n_routed_experts"];
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& j = rows[i];
+    const int B = j["batch"];
+    EXPECT_EQ(B, std::vector<int>({1, 4, 16})[i]);
+    EXPECT_EQ(j["ctx"], 40);
+    EXPECT_GE(j["experts_per_layer"].get<double>(), k - 1e-9);
+    EXPECT_LE(j["experts_per_layer"].get<double>(), std::min(E, B * k) + 1e-9);
+    EXPECT_GT(j["tokens_per_s"].get<double>(), 0.0);
+    EXPECT_GT(j["roofline_ratio"].get<double>(), 0.0);
+    EXPECT_TRUE(j["binding"] == "bandwidth" || j["binding"] == "compute");
+    EXPECT_NEAR(j["flops_per_step"].get<double>(), B * rows[0]["flops_per_step"].get<double>(),
+                1e-9 * j["flops_per_step"].get<double>());
+    if (i > 0) {
+      EXPECT_GT(j["bytes_per_step"].get<double>(), rows[i - 1]["bytes_per_step"].get<double>());
+      EXPECT_LT(j["bytes_per_step"].get<double>(), B * rows[0]["bytes_per_step"].get<double>());
+    }
+  }
+  CmdRun bad = run_dsv4("bench -m " + kNano.string() + " --ctx 8 --batch 0", tmp_);
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("--batch sizes must be positive"), std::string::npos) << bad.err;
 }
 
 }  // namespace
