@@ -1,13 +1,13 @@
-// Checkpoint binding (architecture.md §6): every tensor the config implies is looked up by name, its dtype
-// decides its format (FP8 with 128×128 scales, FP4 with 1×32 scales, BF16, F32) and its shape is checked;
-// linears stay views over the mapped shards.
+// Checkpoint binding (architecture.md §6): every tensor the schema (model/schema.h) implies for the config is
+// looked up by name, its dtype decides its format (FP8 with 128×128 scales, FP4 with 1×32 scales, BF16, F32)
+// and its shape is checked; linears stay views over the mapped shards.
 #include "model/weights.h"
 
 #include <cmath>
 #include <cstring>
-#include <regex>
 
 #include "core/error.h"
+#include "model/schema.h"
 
 namespace dsv4 {
 
@@ -71,6 +71,8 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
 
 namespace {
 
+// Walks the schema's items for the config and routes each bound view into the model structure; what
+// exists, its name and its shape come from the table, only the destination field is code.
 class Binder {
  public:
   Binder(const Checkpoint& c, const ModelConfig& cfg) : ck_(c), cfg_(cfg) {}
@@ -90,11 +92,12 @@ class Binder {
     }
   }
 
-  FloatVec floats(const std::string& name, std::vector<int64_t> shape) {
+  FloatVec floats(const SchemaItem& it) {
     FloatVec v;
+    const std::string name = it.weight_name();
     const TensorInfo* t = take(name);
     if (!t) return v;
-    check_shape(*t, shape);
+    check_shape(*t, it.shape());
     v.n = size_t(t->numel());
     if (t->dtype == DType::F32 && reinterpret_cast<uintptr_t>(t->data) % 4 == 0) {
       v.p = reinterpret_cast<const float*>(t->data);
@@ -113,96 +116,31 @@ class Binder {
     return v;
   }
 
-  Linear linear(const std::string& prefix, int64_t out, int64_t in) {
-    const TensorInfo* w = take(prefix + ".weight");
-    const TensorInfo* s = ck_.find(prefix + ".scale");
-    if (s) used_.insert(prefix + ".scale");
+  Linear linear(const SchemaItem& it) {
+    const TensorInfo* w = take(it.weight_name());
+    const TensorInfo* s = ck_.find(it.scale_name());
+    if (s) used_.insert(it.scale_name());
     if (!w) return {};
-    return make_linear(*w, s, out, in);
-  }
-
-  Linear plain_linear(const std::string& prefix, int64_t out, int64_t in) {
-    Linear L = linear(prefix, out, in);
-    if (!L.empty() && L.quantized())
-      fail("tensor '{}.weight' must be BF16 or F32 (an unquantised linear)", prefix);
+    Linear L = make_linear(*w, s, it.rows, it.cols);
+    if (it.entry->form == Form::Plain && L.quantized())
+      fail("tensor '{}' must be BF16 or F32 (an unquantised linear)", it.weight_name());
     return L;
   }
 
-  HcWeights hc(const std::string& p, int rows, bool head) {
-    const int64_t nD = int64_t(cfg_.hc_mult) * cfg_.dim;
-    return {floats(p + "_fn", {rows, nD}), floats(p + "_base", {rows}), floats(p + "_scale", {head ? 1 : 3})};
+  const uint8_t* tid2eid(const SchemaItem& it) {
+    const TensorInfo* t = take(it.weight_name());
+    if (!t) return nullptr;
+    if (t->dtype != DType::I64 && t->dtype != DType::I32)
+      fail("tensor '{}' has dtype {}, expected I64", t->name, dtype_name(t->dtype));
+    check_shape(*t, it.shape());
+    if (t->dtype != DType::I64) fail("tensor '{}' must be I64", t->name);
+    validate_tid2eid(t->data, t->name);
+    return t->data;
   }
 
-  CompressorWeights compressor(const std::string& p, LayerKind kind, int ratio, int d_c) {
-    CompressorWeights c;
-    c.ratio = ratio;
-    c.d_c = d_c;
-    c.overlap = overlapping_compressor(kind);
-    const int64_t w = c.width();
-    c.wkv = plain_linear(p + ".wkv", w, cfg_.dim);
-    c.wgate = plain_linear(p + ".wgate", w, cfg_.dim);
-    c.ape = floats(p + ".ape", {ratio, w});
-    c.norm = floats(p + ".norm.weight", {d_c});
-    return c;
-  }
-
-  // layer_id indexes compress_ratios: backbone layers, then the MTP/DSpark stages.
-  BlockWeights block(const std::string& p, int layer_id) {
-    const ModelConfig& c = cfg_;
-    const LayerKind kind = c.layer_kind(layer_id);
-    const int ratio = c.layer_ratio(layer_id);
-    const int n = c.hc_mult, mix = (2 + n) * n;
-    BlockWeights b;
-    b.layer_id = layer_id;
-    b.hc_attn = hc(p + "hc_attn", mix, false);
-    b.hc_ffn = hc(p + "hc_ffn", mix, false);
-    b.attn_norm = floats(p + "attn_norm.weight", {c.dim});
-    b.ffn_norm = floats(p + "ffn_norm.weight", {c.dim});
-    AttentionWeights& a = b.attn;
-    a.kind = kind;
-    a.ratio = ratio;
-    a.wq_a = linear(p + "attn.wq_a", c.q_lora_rank, c.dim);
-    a.q_norm = floats(p + "attn.q_norm.weight", {c.q_lora_rank});
-    a.wq_b = linear(p + "attn.wq_b", int64_t(c.n_heads) * c.head_dim, c.q_lora_rank);
-    a.wkv = linear(p + "attn.wkv", c.head_dim, c.dim);
-    a.kv_norm = floats(p + "attn.kv_norm.weight", {c.head_dim});
-    a.wo_a = linear(p + "attn.wo_a", int64_t(c.o_groups) * c.o_lora_rank,
-                    int64_t(c.n_heads / c.o_groups) * c.head_dim);
-    a.wo_b = linear(p + "attn.wo_b", c.dim, int64_t(c.o_groups) * c.o_lora_rank);
-    a.sink = floats(p + "attn.attn_sink", {c.n_heads});
-    if (has_compressor(kind)) a.comp = compressor(p + "attn.compressor", kind, ratio, c.head_dim);
-    if (has_indexer(kind)) {
-      a.indexer.wq_b = linear(p + "attn.indexer.wq_b", int64_t(c.index_n_heads) * c.index_head_dim, c.q_lora_rank);
-      a.indexer.weights_proj = plain_linear(p + "attn.indexer.weights_proj", c.index_n_heads, c.dim);
-      a.indexer.comp = compressor(p + "attn.indexer.compressor", kind, ratio, c.index_head_dim);
-    }
-    MoeWeights& m = b.moe;
-    m.gate = plain_linear(p + "ffn.gate", c.n_routed_experts, c.dim);
-    if (layer_id < c.n_hash_layers) {
-      const TensorInfo* t = take(p + "ffn.gate.tid2eid");
-      if (t) {
-        if (t->dtype != DType::I64 && t->dtype != DType::I32)
-          fail("tensor '{}' has dtype {}, expected I64", t->name, dtype_name(t->dtype));
-        check_shape(*t, {c.vocab_size, c.n_activated_experts});
-        if (t->dtype != DType::I64) fail("tensor '{}' must be I64", t->name);
-        m.tid2eid = t->data;
-        validate_tid2eid(m, t->name);
-      }
-    } else {
-      m.bias = floats(p + "ffn.gate.bias", {c.n_routed_experts});
-    }
-    m.experts.resize(size_t(c.n_routed_experts));
-    for (int e = 0; e < c.n_routed_experts; ++e) m.experts[size_t(e)] = expert(p + "ffn.experts." + std::to_string(e));
-    m.shared = expert(p + "ffn.shared_experts");
-    return b;
-  }
-
-  ExpertWeights expert(const std::string& p) {
-    return {linear(p + ".w1", cfg_.moe_inter_dim, cfg_.dim), linear(p + ".w2", cfg_.dim, cfg_.moe_inter_dim),
-            linear(p + ".w3", cfg_.moe_inter_dim, cfg_.dim)};
-  }
-
-  void validate_tid2eid(const MoeWeights& m, const std::string& name) {
+  void validate_tid2eid(const uint8_t* ids, const std::string& name) {
+    MoeWeights m;
+    m.tid2eid = ids;
     const int k = cfg_.n_activated_experts;
     for (int64_t tok = 0; tok < cfg_.vocab_size; ++tok)
       for (int i = 0; i < k; ++i) {
@@ -214,11 +152,96 @@ class Binder {
       }
   }
 
+  // layer_id indexes compress_ratios: backbone layers, then the MTP/DSpark stages.
+  void init_block(BlockWeights& b, int layer_id) {
+    b.layer_id = layer_id;
+    b.attn.kind = cfg_.layer_kind(layer_id);
+    b.attn.ratio = cfg_.layer_ratio(layer_id);
+    b.moe.experts.resize(size_t(cfg_.n_routed_experts));
+  }
+
+  Linear compressor_linear(CompressorWeights& c, const BlockWeights& b, int d_c, const SchemaItem& it) {
+    c.ratio = b.attn.ratio;
+    c.d_c = d_c;
+    c.overlap = overlapping_compressor(b.attn.kind);
+    return linear(it);
+  }
+
+  void place(ModelWeights& w, const SchemaItem& it) {
+    BlockWeights* b = nullptr;
+    if (it.layer >= 0 && it.layer < cfg_.n_layers) b = &w.blocks[size_t(it.layer)];
+    else if (it.stage >= 0 && w.dspark) b = &w.dspark->stages[size_t(it.stage)];
+    else if (it.stage >= 0 && w.mtp) b = &w.mtp->block;
+    MtpWeights* m = w.mtp.get();
+    DSparkWeights* d = w.dspark.get();
+    switch (it.entry->id) {
+      case TensorId::embed: w.embed = linear(it); break;
+      case TensorId::head: w.head = linear(it); break;
+      case TensorId::norm: w.norm = floats(it); break;
+      case TensorId::hc_head_fn: w.hc_head.fn = floats(it); break;
+      case TensorId::hc_head_base: w.hc_head.base = floats(it); break;
+      case TensorId::hc_head_scale: w.hc_head.scale = floats(it); break;
+      case TensorId::hc_attn_fn: b->hc_attn.fn = floats(it); break;
+      case TensorId::hc_attn_base: b->hc_attn.base = floats(it); break;
+      case TensorId::hc_attn_scale: b->hc_attn.scale = floats(it); break;
+      case TensorId::hc_ffn_fn: b->hc_ffn.fn = floats(it); break;
+      case TensorId::hc_ffn_base: b->hc_ffn.base = floats(it); break;
+      case TensorId::hc_ffn_scale: b->hc_ffn.scale = floats(it); break;
+      case TensorId::attn_norm: b->attn_norm = floats(it); break;
+      case TensorId::ffn_norm: b->ffn_norm = floats(it); break;
+      case TensorId::wq_a: b->attn.wq_a = linear(it); break;
+      case TensorId::q_norm: b->attn.q_norm = floats(it); break;
+      case TensorId::wq_b: b->attn.wq_b = linear(it); break;
+      case TensorId::wkv: b->attn.wkv = linear(it); break;
+      case TensorId::kv_norm: b->attn.kv_norm = floats(it); break;
+      case TensorId::wo_a: b->attn.wo_a = linear(it); break;
+      case TensorId::wo_b: b->attn.wo_b = linear(it); break;
+      case TensorId::attn_sink: b->attn.sink = floats(it); break;
+      case TensorId::comp_wkv: b->attn.comp.wkv = compressor_linear(b->attn.comp, *b, cfg_.head_dim, it); break;
+      case TensorId::comp_wgate: b->attn.comp.wgate = linear(it); break;
+      case TensorId::comp_ape: b->attn.comp.ape = floats(it); break;
+      case TensorId::comp_norm: b->attn.comp.norm = floats(it); break;
+      case TensorId::idx_wq_b: b->attn.indexer.wq_b = linear(it); break;
+      case TensorId::idx_weights_proj: b->attn.indexer.weights_proj = linear(it); break;
+      case TensorId::idx_comp_wkv:
+        b->attn.indexer.comp.wkv = compressor_linear(b->attn.indexer.comp, *b, cfg_.index_head_dim, it);
+        break;
+      case TensorId::idx_comp_wgate: b->attn.indexer.comp.wgate = linear(it); break;
+      case TensorId::idx_comp_ape: b->attn.indexer.comp.ape = floats(it); break;
+      case TensorId::idx_comp_norm: b->attn.indexer.comp.norm = floats(it); break;
+      case TensorId::gate: b->moe.gate = linear(it); break;
+      case TensorId::gate_tid2eid: b->moe.tid2eid = tid2eid(it); break;
+      case TensorId::gate_bias: b->moe.bias = floats(it); break;
+      case TensorId::expert_w1: b->moe.experts[size_t(it.expert)].w1 = linear(it); break;
+      case TensorId::expert_w2: b->moe.experts[size_t(it.expert)].w2 = linear(it); break;
+      case TensorId::expert_w3: b->moe.experts[size_t(it.expert)].w3 = linear(it); break;
+      case TensorId::shared_w1: b->moe.shared.w1 = linear(it); break;
+      case TensorId::shared_w2: b->moe.shared.w2 = linear(it); break;
+      case TensorId::shared_w3: b->moe.shared.w3 = linear(it); break;
+      case TensorId::mtp_e_proj: m->e_proj = linear(it); break;
+      case TensorId::mtp_h_proj: m->h_proj = linear(it); break;
+      case TensorId::mtp_enorm: m->enorm = floats(it); break;
+      case TensorId::mtp_hnorm: m->hnorm = floats(it); break;
+      case TensorId::mtp_norm: m->norm = floats(it); break;
+      case TensorId::mtp_hc_head_fn: m->hc_head.fn = floats(it); break;
+      case TensorId::mtp_hc_head_base: m->hc_head.base = floats(it); break;
+      case TensorId::mtp_hc_head_scale: m->hc_head.scale = floats(it); break;
+      case TensorId::ds_main_proj: d->main_proj = linear(it); break;
+      case TensorId::ds_main_norm: d->main_norm = floats(it); break;
+      case TensorId::ds_norm: d->norm = floats(it); break;
+      case TensorId::ds_hc_head_fn: d->hc_head.fn = floats(it); break;
+      case TensorId::ds_hc_head_base: d->hc_head.base = floats(it); break;
+      case TensorId::ds_hc_head_scale: d->hc_head.scale = floats(it); break;
+      case TensorId::ds_markov_w1: d->markov_w1 = linear(it); break;
+      case TensorId::ds_markov_w2: d->markov_w2 = linear(it); break;
+      case TensorId::ds_confidence: d->confidence = linear(it); break;
+    }
+  }
+
   void finish() {
     std::vector<std::string> unexpected;
-    static const std::regex ignored(R"(mtp\.\d+\..*(emb.*|head\.weight))");
     for (auto& [name, t] : ck_.tensors())
-      if (!used_.count(name) && !std::regex_match(name, ignored)) unexpected.push_back(name);
+      if (!used_.count(name) && !schema_ignored(name)) unexpected.push_back(name);
     if (missing_.empty() && unexpected.empty()) return;
     auto list = [](const std::vector<std::string>& v) {
       std::string s;
@@ -242,39 +265,21 @@ class Binder {
 }  // namespace
 
 ModelWeights bind_weights(const Checkpoint& ck, const ModelConfig& c) {
+  const bool mtp = has_preview_mtp(c, ck);
+  const std::vector<SchemaItem> items = schema_items(c, {.mtp = mtp});
   Binder b(ck, c);
   ModelWeights w;
-  w.embed = b.plain_linear("embed", c.vocab_size, c.dim);
-  w.head = b.plain_linear("head", c.vocab_size, c.dim);
-  w.norm = b.floats("norm.weight", {c.dim});
-  w.hc_head = b.hc("hc_head", c.hc_mult, true);
-  for (int l = 0; l < c.n_layers; ++l)
-    w.blocks.push_back(b.block(fmt::format("layers.{}.", l), l));
+  w.blocks.resize(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) b.init_block(w.blocks[size_t(l)], l);
   if (c.is_dspark()) {
-    auto d = std::make_unique<DSparkWeights>();
-    for (int s = 0; s < c.n_mtp_layers; ++s)
-      d->stages.push_back(b.block(fmt::format("mtp.{}.", s), c.n_layers + s));
-    const int64_t taps = int64_t(c.dspark_target_layer_ids.size()) * c.dim;
-    const std::string last = fmt::format("mtp.{}.", c.n_mtp_layers - 1);
-    d->main_proj = b.linear("mtp.0.main_proj", c.dim, taps);
-    d->main_norm = b.floats("mtp.0.main_norm.weight", {c.dim});
-    d->norm = b.floats(last + "norm.weight", {c.dim});
-    d->hc_head = b.hc(last + "hc_head", c.hc_mult, true);
-    d->markov_w1 = b.plain_linear(last + "markov_head.markov_w1", c.vocab_size, c.dspark_markov_rank);
-    d->markov_w2 = b.plain_linear(last + "markov_head.markov_w2", c.vocab_size, c.dspark_markov_rank);
-    d->confidence = b.plain_linear(last + "confidence_head.proj", 1, c.dim + c.dspark_markov_rank);
-    w.dspark = std::move(d);
-  } else if (c.n_mtp_layers > 0 && ck.find("mtp.0.e_proj.weight")) {
-    auto m = std::make_unique<MtpWeights>();
-    m->block = b.block("mtp.0.", c.n_layers);
-    m->e_proj = b.linear("mtp.0.e_proj", c.dim, c.dim);
-    m->h_proj = b.linear("mtp.0.h_proj", c.dim, c.dim);
-    m->enorm = b.floats("mtp.0.enorm.weight", {c.dim});
-    m->hnorm = b.floats("mtp.0.hnorm.weight", {c.dim});
-    m->norm = b.floats("mtp.0.norm.weight", {c.dim});
-    m->hc_head = b.hc("mtp.0.hc_head", c.hc_mult, true);
-    w.mtp = std::move(m);
+    w.dspark = std::make_unique<DSparkWeights>();
+    w.dspark->stages.resize(size_t(c.n_mtp_layers));
+    for (int s = 0; s < c.n_mtp_layers; ++s) b.init_block(w.dspark->stages[size_t(s)], c.n_layers + s);
+  } else if (mtp) {
+    w.mtp = std::make_unique<MtpWeights>();
+    b.init_block(w.mtp->block, c.n_layers);
   }
+  for (const SchemaItem& it : items) b.place(w, it);
   b.finish();
   return w;
 }
