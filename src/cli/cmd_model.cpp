@@ -1,5 +1,6 @@
 // Model-level commands: inspect, logits, generate.
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "cli/random_checkpoint.h"
 #include "core/profile.h"
 #include "runtime/bench.h"
+#include "model/schema.h"
 #include "model/transformer.h"
 #include "tokenizer/model_fit.h"
 #include "tokenizer/tokenizer.h"
@@ -133,25 +135,40 @@ void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
   }
   std::printf("\n");
   // Parameters by dtype; packed FP4 bytes hold two parameters, scales are not parameters.
+  const SchemaIndex schema(cfg, ck);
   std::map<std::string, std::pair<int64_t, int64_t>> by_dtype;  // dtype -> (params, bytes)
-  int64_t total = 0, expert_params = 0;
+  std::map<std::string, std::array<int64_t, 3>> by_group;       // schema group -> (tensors, params, bytes)
+  int64_t total = 0, expert_params = 0, mtp_params = 0;
+  std::vector<std::string> unknown;
   for (auto& [name, t] : ck.tensors()) {
-    bool scale = name.size() > 6 && name.compare(name.size() - 6, 6, ".scale") == 0;
-    bool packed = (t->dtype == DType::I8 || t->dtype == DType::U8) && name.find(".experts.") != std::string::npos;
-    int64_t params = scale ? 0 : t->numel() * (packed ? 2 : 1);
+    const TensorClass tc = schema.classify(name);
+    if (!tc.known) unknown.push_back(name);
+    const bool scale = tc.known ? tc.scale : name.ends_with(".scale");
+    const bool packed = (t->dtype == DType::I8 || t->dtype == DType::U8) && tc.item && tc.item->entry->form == Form::Quant;
+    const int64_t params = scale ? 0 : t->numel() * (packed ? 2 : 1);
     std::string key = packed ? "FP4 (I8 packed)" : std::string(dtype_name(t->dtype));
     by_dtype[key].first += params;
     by_dtype[key].second += int64_t(t->nbytes);
     total += params;
-    if (name.rfind("layers.", 0) == 0 && name.find(".ffn.experts.") != std::string::npos) expert_params += params;
+    const bool stage = tc.item && tc.item->stage >= 0;
+    if (tc.role == Role::RoutedExpert && !stage) expert_params += params;
+    if (stage || tc.role == Role::Unused) mtp_params += params;
+    const std::string group = !tc.known ? "not in the schema"
+                              : stage   ? fmt::format("{}: {}", cfg.is_dspark() ? "DSpark head" : "MTP block", role_name(tc.role))
+                                        : role_name(tc.role);
+    auto& g = by_group[group];
+    g[0] += 1, g[1] += params, g[2] += int64_t(t->nbytes);
   }
   std::printf("parameters: %.6g (%lld)\n", double(total), (long long)total);
   for (auto& [k, v] : by_dtype)
     std::printf("  %-16s %14lld params %14lld bytes\n", k.c_str(), (long long)v.first, (long long)v.second);
-  int64_t mtp_params = 0;
-  for (auto& [name, t] : ck.tensors())
-    if (name.rfind("mtp.", 0) == 0 && name.find(".scale") == std::string::npos)
-      mtp_params += t->numel() * ((t->dtype == DType::I8 || t->dtype == DType::U8) ? 2 : 1);
+  std::printf("tensors by schema role:\n");
+  for (auto& [k, v] : by_group)
+    std::printf("  %-24s %7lld tensors %14lld params %14lld bytes\n", k.c_str(), (long long)v[0], (long long)v[1],
+                (long long)v[2]);
+  for (size_t i = 0; i < unknown.size() && i < 20; ++i)
+    std::printf("warning: tensor '%s' is not in the schema (unexpected)\n", unknown[i].c_str());
+  if (unknown.size() > 20) std::printf("warning: ... and %zu more tensors not in the schema\n", unknown.size() - 20);
   int64_t active = total - mtp_params - expert_params +
                    expert_params / cfg.n_routed_experts * cfg.n_activated_experts;
   std::printf("active parameters per token (backbone, %d of %d experts): %.6g\n", cfg.n_activated_experts,

@@ -12,6 +12,7 @@
 #include "core/thread_pool.h"
 #include "io/config.h"
 #include "io/safetensors_writer.h"
+#include "model/schema.h"
 
 namespace dsv4 {
 
@@ -50,12 +51,6 @@ struct Item {
   Kind kind;
   int64_t rows, cols;
   float a = 0, b = 0;  // std (normal), or [a, b] (uniform)
-};
-
-struct Plan {
-  ModelConfig c;
-  std::vector<Item> global;
-  std::vector<std::vector<Item>> shards;  // per layer (and MTP)
 };
 
 std::vector<TensorDecl> decls_of(const Item& it) {
@@ -228,6 +223,7 @@ ModelConfig make_config(const RandomCheckpointSpec& s) {
   for (int l = 0; l < s.layers; ++l)
     c.compress_ratios.push_back(compress_ratio(l % 2 == 0 ? LayerKind::CSA : LayerKind::HCA));
   if (s.mtp) c.compress_ratios.push_back(compress_ratio(LayerKind::SlidingWindow));
+  c.n_mtp_layers = s.mtp ? 1 : 0;
   return c;
 }
 
@@ -281,60 +277,24 @@ nlohmann::ordered_json hf_config(const ModelConfig& c, bool fp4) {
   return j;
 }
 
-// layer indexes compress_ratios: backbone layers, then the MTP stage.
-std::vector<Item> block_items(const ModelConfig& c, const std::string& p, int layer, bool fp4) {
-  const LayerKind kind = c.layer_kind(layer);
-  const int ratio = c.layer_ratio(layer);
-  const int64_t D = c.dim, nD = int64_t(c.hc_mult) * D, mix_rows = (2 + c.hc_mult) * c.hc_mult;
-  const float s_hc = float(1.0 / std::sqrt(double(nD)));
-  auto lin = [&](const std::string& n, int64_t out, int64_t in, float mult = 1.0f) {
-    return Item{p + n, Kind::FP8, out, in, mult / std::sqrt(float(in))};
-  };
-  auto bf = [&](const std::string& n, int64_t out, int64_t in) {
-    return Item{p + n, Kind::BF16Mat, out, in, 1.0f / std::sqrt(float(in))};
-  };
-  auto norm = [&](const std::string& n, int64_t len) { return Item{p + n, Kind::Norm, len, 0, 0.9f, 1.1f}; };
-  std::vector<Item> v;
-  for (std::string h : {"hc_attn", "hc_ffn"}) {
-    v.push_back({p + h + "_fn", Kind::F32Normal, mix_rows, nD, s_hc});
-    v.push_back({p + h + "_base", Kind::F32Normal, mix_rows, 0, 0.5f});
-    v.push_back({p + h + "_scale", Kind::F32Uniform, 3, 0, 0.5f, 1.5f});
+// The schema's fill for an item; routed experts are FP4 unless the Base (FP8) format is asked for.
+Item item_of(const SchemaItem& it, const ModelConfig& c, bool fp4) {
+  const SchemaEntry& e = *it.entry;
+  Item r{it.name, Kind::F32Normal, it.rows, it.cols, e.init.a, e.init.b};
+  if (e.init.kind == Init::FanIn) r.a = e.init.a / std::sqrt(float(it.cols));
+  if (e.init.kind == Init::FanInD) r.a = float(double(e.init.a) / std::sqrt(double(it.cols)));
+  switch (e.form) {
+    case Form::Quant: r.kind = e.role == Role::RoutedExpert && fp4 ? Kind::FP4 : Kind::FP8; break;
+    case Form::Plain: r.kind = Kind::BF16Mat; break;
+    case Form::Ids:
+      r.kind = Kind::Tid2Eid;
+      r.a = float(c.n_routed_experts);
+      break;
+    case Form::Vector:
+      r.kind = e.shipped == DType::BF16 ? Kind::Norm : e.init.kind == Init::Uniform ? Kind::F32Uniform : Kind::F32Normal;
+      break;
   }
-  v.push_back(norm("attn_norm.weight", D));
-  v.push_back(norm("ffn_norm.weight", D));
-  v.push_back(lin("attn.wq_a", c.q_lora_rank, D));
-  v.push_back(norm("attn.q_norm.weight", c.q_lora_rank));
-  v.push_back(lin("attn.wq_b", int64_t(c.n_heads) * c.head_dim, c.q_lora_rank));
-  v.push_back(lin("attn.wkv", c.head_dim, D));
-  v.push_back(norm("attn.kv_norm.weight", c.head_dim));
-  v.push_back(lin("attn.wo_a", int64_t(c.o_groups) * c.o_lora_rank, int64_t(c.n_heads / c.o_groups) * c.head_dim));
-  v.push_back(lin("attn.wo_b", D, int64_t(c.o_groups) * c.o_lora_rank, 0.5f));
-  v.push_back({p + "attn.attn_sink", Kind::F32Normal, c.n_heads, 0, 1.0f});
-  auto compressor = [&](const std::string& cp, int dc) {
-    const int64_t w = (overlapping_compressor(kind) ? 2 : 1) * dc;
-    v.push_back(bf(cp + ".wkv", w, D));
-    v.push_back(bf(cp + ".wgate", w, D));
-    v.push_back({p + cp + ".ape", Kind::F32Normal, ratio, w, 0.5f});
-    v.push_back(norm(cp + ".norm.weight", dc));
-  };
-  if (has_compressor(kind)) compressor("attn.compressor", c.head_dim);
-  if (has_indexer(kind)) {
-    v.push_back(lin("attn.indexer.wq_b", int64_t(c.index_n_heads) * c.index_head_dim, c.q_lora_rank));
-    v.push_back(bf("attn.indexer.weights_proj", c.index_n_heads, D));
-    compressor("attn.indexer.compressor", c.index_head_dim);
-  }
-  v.push_back(bf("ffn.gate", c.n_routed_experts, D));
-  if (layer < c.n_hash_layers) v.push_back({p + "ffn.gate.tid2eid", Kind::Tid2Eid, c.vocab_size, c.n_activated_experts, float(c.n_routed_experts)});
-  else v.push_back({p + "ffn.gate.bias", Kind::F32Normal, c.n_routed_experts, 0, 0.1f});
-  auto expert = [&](const std::string& ep, Kind k) {
-    const float s1 = 1.0f / std::sqrt(float(D)), s2 = 0.5f / std::sqrt(float(c.moe_inter_dim));
-    v.push_back({p + ep + ".w1", k, c.moe_inter_dim, D, s1});
-    v.push_back({p + ep + ".w2", k, D, c.moe_inter_dim, s2});
-    v.push_back({p + ep + ".w3", k, c.moe_inter_dim, D, s1});
-  };
-  for (int e = 0; e < c.n_routed_experts; ++e) expert("ffn.experts." + std::to_string(e), fp4 ? Kind::FP4 : Kind::FP8);
-  expert("ffn.shared_experts", Kind::FP8);
-  return v;
+  return r;
 }
 
 }  // namespace
@@ -350,25 +310,12 @@ void write_random_checkpoint(const RandomCheckpointSpec& spec, const std::string
     if (!f) fail("cannot write {}/config.json", dir);
   }
   parse_config(hf_config(c, fp4).dump(), "generated config");  // the engine must accept what we write
-  const int64_t D = c.dim;
-  std::vector<std::vector<Item>> shards;
-  shards.push_back({{"embed", Kind::BF16Mat, c.vocab_size, D, 1.0f},
-                    {"head", Kind::BF16Mat, c.vocab_size, D, 1.0f / std::sqrt(float(D))},
-                    {"norm.weight", Kind::Norm, D, 0, 0.9f, 1.1f},
-                    {"hc_head_fn", Kind::F32Normal, c.hc_mult, int64_t(c.hc_mult) * D, float(1.0 / std::sqrt(double(c.hc_mult * D)))},
-                    {"hc_head_base", Kind::F32Normal, c.hc_mult, 0, 0.5f},
-                    {"hc_head_scale", Kind::F32Uniform, 1, 0, 0.5f, 1.5f}});
-  for (int l = 0; l < c.n_layers; ++l) shards.push_back(block_items(c, "layers." + std::to_string(l) + ".", l, fp4));
-  if (spec.mtp) {
-    auto v = block_items(c, "mtp.0.", c.n_layers, fp4);
-    const float s = 1.0f / std::sqrt(float(D));
-    v.push_back({"mtp.0.e_proj", Kind::FP8, D, D, s});
-    v.push_back({"mtp.0.h_proj", Kind::FP8, D, D, s});
-    for (std::string n : {"enorm", "hnorm", "norm"}) v.push_back({"mtp.0." + n + ".weight", Kind::Norm, D, 0, 0.9f, 1.1f});
-    v.push_back({"mtp.0.hc_head_fn", Kind::F32Normal, c.hc_mult, int64_t(c.hc_mult) * D, float(1.0 / std::sqrt(double(c.hc_mult * D)))});
-    v.push_back({"mtp.0.hc_head_base", Kind::F32Normal, c.hc_mult, 0, 0.5f});
-    v.push_back({"mtp.0.hc_head_scale", Kind::F32Uniform, 1, 0, 0.5f, 1.5f});
-    shards.push_back(v);
+  // One shard for the global tensors, then one per layer (the MTP block included).
+  std::vector<std::vector<Item>> shards(1);
+  for (const SchemaItem& it : schema_items(c, {.mtp = spec.mtp})) {
+    const size_t s = size_t(it.layer + 1);
+    if (shards.size() <= s) shards.resize(s + 1);
+    shards[s].push_back(item_of(it, c, fp4));
   }
   nlohmann::ordered_json index;
   index["metadata"] = {{"total_size", 0}};

@@ -101,29 +101,40 @@ bool applies(When w, const ModelConfig& c, int layer) {
   return false;
 }
 
+bool per_expert(const SchemaEntry& e) { return std::string_view(e.pattern).find("{e}") != std::string_view::npos; }
+
 void add(std::vector<SchemaItem>& out, const SchemaEntry& e, const ModelConfig& c, const std::string& prefix, int layer,
-         int stage) {
-  if (e.scope == Block && !applies(e.when, c, layer)) return;
-  const std::string pat = e.pattern;
-  const size_t at = pat.find("{e}");
-  const int n = at == std::string::npos ? 1 : c.n_routed_experts;
-  for (int x = 0; x < n; ++x) {
-    SchemaItem it;
-    it.entry = &e;
-    it.name = prefix + (at == std::string::npos ? pat : pat.substr(0, at) + std::to_string(x) + pat.substr(at + 3));
-    it.layer = layer;
-    it.stage = stage;
-    it.expert = at == std::string::npos ? -1 : x;
-    it.rows = eval_dim(e.rows, c, layer);
-    it.cols = eval_dim(e.cols, c, layer);
-    out.push_back(std::move(it));
-  }
+         int stage, int expert) {
+  std::string name = e.pattern;
+  if (expert >= 0) name.replace(name.find("{e}"), 3, std::to_string(expert));
+  SchemaItem it;
+  it.entry = &e;
+  it.name = prefix + name;
+  it.layer = layer;
+  it.stage = stage;
+  it.expert = expert;
+  it.rows = eval_dim(e.rows, c, layer);
+  it.cols = eval_dim(e.cols, c, layer);
+  out.push_back(std::move(it));
 }
 
+// A run of per-expert rows is written expert by expert (experts.0.w1, .w2, .w3, experts.1.w1, ...).
 void add_scope(std::vector<SchemaItem>& out, Scope s, const ModelConfig& c, const std::string& prefix, int layer,
                int stage) {
-  for (const SchemaEntry& e : kTable)
-    if (e.scope == s) add(out, e, c, prefix, layer, stage);
+  std::vector<const SchemaEntry*> run;
+  for (const SchemaEntry& e : kTable) {
+    if (e.scope != s || (s == Block && !applies(e.when, c, layer))) continue;
+    if (per_expert(e)) {
+      run.push_back(&e);
+      continue;
+    }
+    for (int x = 0; !run.empty() && x < c.n_routed_experts; ++x)
+      for (const SchemaEntry* r : run) add(out, *r, c, prefix, layer, stage, x);
+    run.clear();
+    add(out, e, c, prefix, layer, stage, -1);
+  }
+  for (int x = 0; !run.empty() && x < c.n_routed_experts; ++x)
+    for (const SchemaEntry* r : run) add(out, *r, c, prefix, layer, stage, x);
 }
 
 }  // namespace
@@ -268,6 +279,7 @@ WeightCost weight_cost(const ModelConfig& c, const std::function<size_t(const st
   WeightCost w;
   w.layers.resize(size_t(c.n_layers));
   std::vector<double> routed_bytes(size_t(c.n_layers)), routed_flops(size_t(c.n_layers));
+  std::vector<std::vector<std::string>> modules(size_t(c.n_layers));
   for (const SchemaItem& it : schema_items(c, {.mtp = false})) {
     const SchemaEntry& e = *it.entry;
     if (e.cost == Cost::None || it.stage >= 0) continue;
@@ -286,7 +298,16 @@ WeightCost weight_cost(const ModelConfig& c, const std::function<size_t(const st
     } else if (std::string_view(e.pattern).starts_with("ffn.")) {
       l.ffn_bytes += bytes, l.ffn_flops += flops;
     } else {
-      l.attn_bytes += bytes, l.attn_flops += flops;
+      l.attn_bytes += bytes;
+      if (e.cost != Cost::Linear) continue;
+      // The module is the first two name components: attn.wq_a, attn.compressor, attn.indexer.
+      const std::string_view p = e.pattern;
+      const std::string module(p.substr(0, p.find('.', p.find('.') + 1)));
+      if (modules[size_t(it.layer)].empty() || modules[size_t(it.layer)].back() != module) {
+        modules[size_t(it.layer)].push_back(module);
+        l.attn_flops.push_back(0);
+      }
+      l.attn_flops.back() += flops;
     }
   }
   // A token reads k of the E experts: the sums are over all E (identical in size), so scale by k / E.

@@ -148,8 +148,11 @@ class SchemaIndex {
 // Per-token cost of one layer's weights (bench, architecture.md §6.2): bytes of the tensors read
 // and linear FLOPs, routed experts weighted by k / E. Attention over the context is not here.
 struct LayerWeightCost {
-  double attn_bytes = 0, attn_flops = 0;  // hc_* read, attention linears, compressors, indexer
-  double ffn_bytes = 0, ffn_flops = 0;    // gate, shared expert, k of E routed experts
+  double attn_bytes = 0;  // hc_* read, attention linears, compressors, indexer
+  // FLOPs per attention module (attn.wq_a, ..., attn.compressor, attn.indexer) in table order: bench adds
+  // them one by one, so its running totals round exactly as they always have.
+  std::vector<double> attn_flops;
+  double ffn_bytes = 0, ffn_flops = 0;  // gate, shared expert, k of E routed experts
 };
 struct WeightCost {
   double head_bytes = 0, head_flops = 0;  // output projection

@@ -19,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "kernels/matmul_bf16.h"
 #include "kernels/matmul_simd.h"
+#include "model/schema.h"
 #include "runtime/expert_cache.h"
 #include "runtime/scheduler.h"
 
@@ -31,10 +32,6 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
-double lin_bytes(const Linear& l) { return l.empty() ? 0.0 : double(l.weight_bytes()); }
-double lin_flops(const Linear& l) { return l.empty() ? 0.0 : 2.0 * double(l.out) * double(l.in); }
-double expert_bytes(const ExpertWeights& e) { return lin_bytes(e.w1) + lin_bytes(e.w2) + lin_bytes(e.w3); }
-double expert_flops(const ExpertWeights& e) { return lin_flops(e.w1) + lin_flops(e.w2) + lin_flops(e.w3); }
 }  // namespace
 
 ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 4) {
@@ -142,54 +139,58 @@ double measure_burn(int reps, double (*burn)(int64_t, float*)) {
 double measure_peak_flops(int reps) { return measure_burn(reps, simd::fma_burn); }
 double measure_bf16_peak_flops(int reps) { return bf16dot::supported() ? measure_burn(reps, bf16dot::burn) : 0.0; }
 
+namespace {
+// The weights' share of the cost model comes from the schema; the checkpoint gives each tensor's stored size.
+WeightCost model_weight_cost(const Model& m) {
+  const Checkpoint& ck = m.checkpoint();
+  return weight_cost(m.config(), [&](const std::string& name) {
+    const TensorInfo* t = ck.find(name);
+    return t ? t->nbytes : size_t(0);
+  });
+}
+}  // namespace
+
 double decode_bytes_per_token(const Model& m, int64_t ctx) {
   const ModelConfig& c = m.config();
-  const ModelWeights& w = m.weights();
-  const double nD = double(c.hc_mult) * c.dim;
-  double b = lin_bytes(w.head) + 2.0 * c.dim + 4.0 * c.hc_mult * nD;
+  const WeightCost wc = model_weight_cost(m);
+  double b = wc.head_bytes + wc.final_bytes;
   const double kv_row = double(c.nope_dim() + c.nope_dim() / 64 + 4 * c.rope_head_dim);  // compact KV row
-  for (auto& blk : w.blocks) {
-    const AttentionWeights& a = blk.attn;
-    b += 2 * 4.0 * (2 + c.hc_mult) * c.hc_mult * nD;  // hc_attn_fn, hc_ffn_fn
-    for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) b += lin_bytes(*l);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerKind kind = c.layer_kind(l);
+    const int ratio = c.layer_ratio(l);
+    const LayerWeightCost& lc = wc.layers[size_t(l)];
+    b += lc.attn_bytes;
     b += double(std::min<int64_t>(ctx, c.window_size)) * kv_row;
-    if (has_compressor(a.kind)) b += lin_bytes(a.comp.wkv) + lin_bytes(a.comp.wgate);
-    if (has_indexer(a.kind)) {
-      b += lin_bytes(a.indexer.wq_b) + lin_bytes(a.indexer.weights_proj) + lin_bytes(a.indexer.comp.wkv) +
-           lin_bytes(a.indexer.comp.wgate);
-      b += double(ctx / a.ratio) * c.index_head_dim * 4.0;                         // index-key scan
-      b += double(std::min<int64_t>(ctx / a.ratio, c.index_topk)) * kv_row;        // picked rows
-    } else if (reads_all_compressed(a.kind)) {
-      b += double(ctx / a.ratio) * kv_row;
+    if (has_indexer(kind)) {
+      b += double(ctx / ratio) * c.index_head_dim * 4.0;                   // index-key scan
+      b += double(std::min<int64_t>(ctx / ratio, c.index_topk)) * kv_row;  // picked rows
+    } else if (reads_all_compressed(kind)) {
+      b += double(ctx / ratio) * kv_row;
     }
-    b += lin_bytes(blk.moe.gate) + expert_bytes(blk.moe.shared) +
-         c.n_activated_experts * expert_bytes(blk.moe.experts[0]);
+    b += lc.ffn_bytes;
   }
   return b;
 }
 
 namespace {
-// One token's FLOPs when `preceding` positions come before it; the head counts head_share times.
-double token_flops(const Model& m, double preceding, double head_share) {
+// One token's FLOPs when `preceding` positions come before it; the head runs once per head_every tokens.
+double token_flops(const Model& m, double preceding, double head_every) {
   const ModelConfig& c = m.config();
-  const ModelWeights& w = m.weights();
-  double f = lin_flops(w.head) * head_share;
-  for (auto& blk : w.blocks) {
-    const AttentionWeights& a = blk.attn;
-    for (auto* l : {&a.wq_a, &a.wq_b, &a.wkv, &a.wo_a, &a.wo_b}) f += lin_flops(*l);
+  const WeightCost wc = model_weight_cost(m);
+  double f = wc.head_flops / head_every;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerKind kind = c.layer_kind(l);
+    const int ratio = c.layer_ratio(l);
+    for (double x : wc.layers[size_t(l)].attn_flops) f += x;
     double rows = std::min<double>(preceding, c.window_size);
-    if (has_compressor(a.kind)) f += lin_flops(a.comp.wkv) + lin_flops(a.comp.wgate);
-    if (has_indexer(a.kind)) {
-      f += lin_flops(a.indexer.wq_b) + lin_flops(a.indexer.weights_proj) + lin_flops(a.indexer.comp.wkv) +
-           lin_flops(a.indexer.comp.wgate);
-      f += 2.0 * c.index_n_heads * c.index_head_dim * (preceding / a.ratio);
-      rows += std::min<double>(preceding / a.ratio, c.index_topk);
-    } else if (reads_all_compressed(a.kind)) {
-      rows += preceding / a.ratio;
+    if (has_indexer(kind)) {
+      f += 2.0 * c.index_n_heads * c.index_head_dim * (preceding / ratio);
+      rows += std::min<double>(preceding / ratio, c.index_topk);
+    } else if (reads_all_compressed(kind)) {
+      rows += preceding / ratio;
     }
     f += 2.0 * 2.0 * c.n_heads * c.head_dim * rows;  // scores and weighted sum
-    f += lin_flops(blk.moe.gate) + expert_flops(blk.moe.shared) +
-         c.n_activated_experts * expert_flops(blk.moe.experts[0]);
+    f += wc.layers[size_t(l)].ffn_flops;
   }
   return f;
 }
@@ -197,7 +198,7 @@ double token_flops(const Model& m, double preceding, double head_share) {
 
 // The mean token sees ctx/2 preceding positions; the head runs for the last position only.
 double prefill_flops_per_token(const Model& m, int64_t ctx) {
-  return token_flops(m, double(ctx) / 2, 1.0 / double(ctx));
+  return token_flops(m, double(ctx) / 2, double(ctx));
 }
 double decode_flops_per_token(const Model& m, int64_t ctx) { return token_flops(m, double(ctx), 1.0); }
 

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "model/schema.h"
 #include "runtime/expert_cache.h"
 
 namespace dsv4 {
@@ -21,12 +22,8 @@ namespace dsv4 {
 namespace {
 constexpr uint64_t kGiB = uint64_t(1) << 30;
 
-bool is_routed_expert(const std::string& name) { return name.find(".ffn.experts.") != std::string::npos; }
 // The embedding and the tensors the forward never reads (the MTP stages' copies of embed and head).
-bool is_row_gathered(const std::string& name) {
-  if (name == "embed.weight") return true;
-  return name.rfind("mtp.", 0) == 0 && (name.find(".emb") != std::string::npos || name.find("head.weight") != std::string::npos);
-}
+bool is_row_gathered(Role r) { return r == Role::Embedding || r == Role::Unused; }
 
 uint64_t read_u64_file(const std::string& path) {
   std::ifstream f(path);
@@ -66,11 +63,13 @@ uint64_t fnv1a(uint64_t h, const void* p, size_t n) {
 }
 
 // Keeps the dense tensors' pages resident: mlock where the limit allows, else a read-ahead hint.
-bool make_dense_resident(const Checkpoint& ck) {
+bool make_dense_resident(const Checkpoint& ck, const ModelConfig& c) {
+  const SchemaIndex schema(c, ck);
   const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
   std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
   for (auto& [name, t] : ck.tensors()) {
-    if (is_routed_expert(name) || is_row_gathered(name) || t->nbytes == 0) continue;
+    const Role r = schema.classify(name).role;
+    if (r == Role::RoutedExpert || is_row_gathered(r) || t->nbytes == 0) continue;
     const uintptr_t a = uintptr_t(t->data) / page * page, b = (uintptr_t(t->data) + t->nbytes + page - 1) / page * page;
     ranges.push_back({a, b});
   }
@@ -91,10 +90,12 @@ bool make_dense_resident(const Checkpoint& ck) {
 
 WeightPlan plan_weights(const Checkpoint& ck, const ModelWeights& w, const ModelConfig& c) {
   WeightPlan p;
+  const SchemaIndex schema(c, ck);
   for (auto& [name, t] : ck.tensors()) {
     p.total += t->nbytes;
-    if (is_routed_expert(name)) p.experts += t->nbytes;
-    else if (is_row_gathered(name)) p.embed += t->nbytes;
+    const Role r = schema.classify(name).role;
+    if (r == Role::RoutedExpert) p.experts += t->nbytes;
+    else if (is_row_gathered(r)) p.embed += t->nbytes;
     else p.dense += t->nbytes;
   }
   for (int l = 0; moe_of(w, l); ++l) p.n_experts += moe_of(w, l)->experts.size();
@@ -224,7 +225,7 @@ RamSetup apply_ram_budget(Model& m, std::optional<uint64_t> budget, bool quiet) 
   }
   r.streaming = true;
   r.cache_bytes = r.budget - p.dense;
-  r.dense_locked = make_dense_resident(m.checkpoint());
+  r.dense_locked = make_dense_resident(m.checkpoint(), m.config());
   r.cache = std::make_shared<ExpertCache>(m, r.cache_bytes);
   m.set_expert_store(r.cache);
   const std::string counts = routing_counts_path(m);
