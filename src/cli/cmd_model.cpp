@@ -164,7 +164,7 @@ void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
     std::printf("  %-16s %14lld params %14lld bytes\n", k.c_str(), (long long)v.first, (long long)v.second);
   std::printf("tensors by schema role:\n");
   for (auto& [k, v] : by_group)
-    std::printf("  %-24s %7lld tensors %14lld params %14lld bytes\n", k.c_str(), (long long)v[0], (long long)v[1],
+    std::printf("  %-30s %7lld tensors %14lld params %14lld bytes\n", k.c_str(), (long long)v[0], (long long)v[1],
                 (long long)v[2]);
   for (size_t i = 0; i < unknown.size() && i < 20; ++i)
     std::printf("warning: tensor '%s' is not in the schema (unexpected)\n", unknown[i].c_str());
