@@ -224,57 +224,20 @@ ModelConfig make_config(const RandomCheckpointSpec& s) {
     c.compress_ratios.push_back(compress_ratio(l % 2 == 0 ? LayerKind::CSA : LayerKind::HCA));
   if (s.mtp) c.compress_ratios.push_back(compress_ratio(LayerKind::SlidingWindow));
   c.n_mtp_layers = s.mtp ? 1 : 0;
+  // The values every V4 release shares (architecture.md §2).
+  c.hc_mult = 4;
+  c.hc_sinkhorn_iters = 20;
+  c.rope_theta = 10000;
+  c.compress_rope_theta = 160000;
+  c.rope_factor = 16;
+  c.original_seq_len = 65536;
+  c.beta_fast = 32;
+  c.beta_slow = 1;
+  c.swiglu_limit = 10;
+  c.score_func = "sqrtsoftplus";
+  c.max_position_embeddings = 1048576;
+  c.expert_dtype = s.fp8_experts ? "" : "fp4";
   return c;
-}
-
-nlohmann::ordered_json hf_config(const ModelConfig& c, bool fp4) {
-  nlohmann::ordered_json j;
-  j["architectures"] = {"DeepseekV4ForCausalLM"};
-  j["model_type"] = "deepseek_v4";
-  j["bos_token_id"] = 0;
-  j["eos_token_id"] = 1;
-  if (fp4) j["expert_dtype"] = "fp4";
-  j["hc_eps"] = 1e-6;
-  j["hc_mult"] = 4;
-  j["hc_sinkhorn_iters"] = 20;
-  j["head_dim"] = c.head_dim;
-  j["hidden_act"] = "silu";
-  j["hidden_size"] = c.dim;
-  j["index_head_dim"] = c.index_head_dim;
-  j["index_n_heads"] = c.index_n_heads;
-  j["index_topk"] = c.index_topk;
-  j["max_position_embeddings"] = 1048576;
-  j["moe_intermediate_size"] = c.moe_inter_dim;
-  j["n_routed_experts"] = c.n_routed_experts;
-  j["n_shared_experts"] = 1;
-  j["norm_topk_prob"] = true;
-  j["num_attention_heads"] = c.n_heads;
-  j["num_experts_per_tok"] = c.n_activated_experts;
-  j["num_hash_layers"] = c.n_hash_layers;
-  j["num_hidden_layers"] = c.n_layers;
-  j["num_key_value_heads"] = 1;
-  j["num_nextn_predict_layers"] = int(c.compress_ratios.size()) - c.n_layers;
-  j["o_groups"] = c.o_groups;
-  j["o_lora_rank"] = c.o_lora_rank;
-  j["q_lora_rank"] = c.q_lora_rank;
-  j["qk_rope_head_dim"] = c.rope_head_dim;
-  j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
-                              {"scale_fmt", "ue8m0"}, {"weight_block_size", {128, 128}}};
-  j["rms_norm_eps"] = 1e-6;
-  j["rope_scaling"] = {{"beta_fast", 32}, {"beta_slow", 1}, {"factor", 16},
-                       {"original_max_position_embeddings", 65536}, {"type", "yarn"}};
-  j["rope_theta"] = 10000;
-  j["routed_scaling_factor"] = c.route_scale;
-  j["scoring_func"] = "sqrtsoftplus";
-  j["sliding_window"] = c.window_size;
-  j["swiglu_limit"] = 10.0;
-  j["tie_word_embeddings"] = false;
-  j["topk_method"] = "noaux_tc";
-  j["torch_dtype"] = "bfloat16";
-  j["vocab_size"] = c.vocab_size;
-  j["compress_rope_theta"] = 160000;
-  j["compress_ratios"] = c.compress_ratios;
-  return j;
 }
 
 // The schema's fill for an item; routed experts are FP4 unless the Base (FP8) format is asked for.
@@ -300,16 +263,15 @@ Item item_of(const SchemaItem& it, const ModelConfig& c, bool fp4) {
 }  // namespace
 
 void write_random_checkpoint(const RandomCheckpointSpec& spec, const std::string& dir) {
-  ModelConfig c = make_config(spec);
-  c.hc_mult = 4;
+  const ModelConfig c = make_config(spec);
   const bool fp4 = !spec.fp8_experts;
   std::filesystem::create_directories(dir);
   {
     std::ofstream f(dir + "/config.json");
-    f << hf_config(c, fp4).dump(2) << "\n";
+    f << to_hf_config_json(c) << "\n";
     if (!f) fail("cannot write {}/config.json", dir);
   }
-  parse_config(hf_config(c, fp4).dump(), "generated config");  // the engine must accept what we write
+  parse_config(to_hf_config_json(c), "generated config");  // the engine must accept what we write
   // One shard for the global tensors, then one per layer (the MTP block included).
   std::vector<std::vector<Item>> shards(1);
   for (const SchemaItem& it : schema_items(c, {.mtp = spec.mtp})) {

@@ -209,6 +209,67 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
   return c;
 }
 
+std::string to_hf_config_json(const ModelConfig& c, int indent) {
+  // The official files write these as integers when they are whole (rope_theta 10000, factor 16).
+  auto num = [](double x) -> nlohmann::ordered_json {
+    if (x == std::floor(x) && std::fabs(x) < 0x1p53) return int64_t(x);
+    return x;
+  };
+  nlohmann::ordered_json j;
+  j["architectures"] = {"DeepseekV4ForCausalLM"};
+  j["model_type"] = c.model_type;
+  j["bos_token_id"] = c.bos_token_id;
+  j["eos_token_id"] = c.eos_token_id;
+  if (!c.expert_dtype.empty()) j["expert_dtype"] = c.expert_dtype;
+  j["hc_eps"] = c.hc_eps;
+  j["hc_mult"] = c.hc_mult;
+  j["hc_sinkhorn_iters"] = c.hc_sinkhorn_iters;
+  j["head_dim"] = c.head_dim;
+  j["hidden_act"] = "silu";
+  j["hidden_size"] = c.dim;
+  j["index_head_dim"] = c.index_head_dim;
+  j["index_n_heads"] = c.index_n_heads;
+  j["index_topk"] = c.index_topk;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["moe_intermediate_size"] = c.moe_inter_dim;
+  j["n_routed_experts"] = c.n_routed_experts;
+  j["n_shared_experts"] = c.n_shared_experts;
+  j["norm_topk_prob"] = true;
+  j["num_attention_heads"] = c.n_heads;
+  j["num_experts_per_tok"] = c.n_activated_experts;
+  j["num_hash_layers"] = c.n_hash_layers;
+  j["num_hidden_layers"] = c.n_layers;
+  j["num_key_value_heads"] = 1;
+  j["num_nextn_predict_layers"] = int(c.compress_ratios.size()) - c.n_layers;
+  j["o_groups"] = c.o_groups;
+  j["o_lora_rank"] = c.o_lora_rank;
+  j["q_lora_rank"] = c.q_lora_rank;
+  j["qk_rope_head_dim"] = c.rope_head_dim;
+  j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                              {"scale_fmt", "ue8m0"}, {"weight_block_size", {128, 128}}};
+  j["rms_norm_eps"] = c.norm_eps;
+  j["rope_scaling"] = {{"beta_fast", num(c.beta_fast)}, {"beta_slow", num(c.beta_slow)}, {"factor", num(c.rope_factor)},
+                       {"original_max_position_embeddings", c.original_seq_len}, {"type", "yarn"}};
+  j["rope_theta"] = num(c.rope_theta);
+  j["routed_scaling_factor"] = c.route_scale;
+  j["scoring_func"] = c.score_func;
+  j["sliding_window"] = c.window_size;
+  j["swiglu_limit"] = c.swiglu_limit;
+  j["tie_word_embeddings"] = false;
+  j["topk_method"] = "noaux_tc";
+  j["torch_dtype"] = "bfloat16";
+  j["vocab_size"] = c.vocab_size;
+  if (c.is_dspark()) {
+    j["dspark_block_size"] = c.dspark_block_size;
+    j["dspark_markov_rank"] = c.dspark_markov_rank;
+    j["dspark_noise_token_id"] = c.dspark_noise_token_id;
+    j["dspark_target_layer_ids"] = c.dspark_target_layer_ids;
+  }
+  j["compress_rope_theta"] = num(c.compress_rope_theta);
+  j["compress_ratios"] = c.compress_ratios;
+  return j.dump(indent);
+}
+
 LayerKind ModelConfig::layer_kind(int layer) const {
   const int ratio = layer_ratio(layer);
   auto k = layer_kind_of_ratio(ratio);

@@ -48,6 +48,9 @@ struct ModelConfig {
 
 // Parses and validates an HF config.json text; `source` names it in errors.
 ModelConfig parse_config(const std::string& json_text, const std::string& source);
+// The inverse: the official config.json for `c` (every key parse_config reads, plus the informational
+// ones the official uploads carry), in their order. Kept beside the parser so both list the same keys.
+std::string to_hf_config_json(const ModelConfig& c, int indent = 2);
 ModelConfig load_config(const std::string& checkpoint_dir);
 
 }  // namespace dsv4
