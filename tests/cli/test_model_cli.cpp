@@ -122,6 +122,25 @@ TEST_F(ModelCli, InspectFailsOnAMissingTensor) {
   EXPECT_NE(r.out.find("layers.1.attn.indexer.weights_proj.weight"), std::string::npos);
 }
 
+TEST_F(ModelCli, InspectGroupsTensorsBySchemaRoleAndWarnsAboutUnknownOnes) {
+  const fs::path dir = linked_copy(kFlash, tmp_ / "flash", {"model.safetensors.index.json"});
+  std::ofstream(dir / "tokenizer.json") << tiny_tokenizer();
+  CmdRun r = run_dsv4("inspect -m " + dir.string(), tmp_);
+  ASSERT_EQ(r.rc, 0) << r.out << r.err;
+  for (const char* group : {"tensors by schema role:", "routed experts", "embedding", "MTP block: dense"})
+    EXPECT_NE(r.out.find(group), std::string::npos) << group << "\n" << r.out;
+  EXPECT_EQ(r.out.find("warning:"), std::string::npos) << r.out;
+  // A tensor the schema does not know: a warning naming it, and validation fails on it.
+  write_safetensors((dir / "extra.safetensors").string(), {{"layers.0.attn.bogus", DType::F32, {2}, std::vector<uint8_t>(8)}});
+  auto idx = nlohmann::json::parse(slurp_file(kFlash / fs::path("model.safetensors.index.json")));
+  idx["weight_map"]["layers.0.attn.bogus"] = "extra.safetensors";
+  std::ofstream(dir / "model.safetensors.index.json") << idx.dump();
+  r = run_dsv4("inspect -m " + dir.string(), tmp_);
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("warning: tensor 'layers.0.attn.bogus' is not in the schema"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unexpected tensors (1):"), std::string::npos) << r.out;
+}
+
 TEST_F(ModelCli, LogitsMatchTheReferenceThroughTheCommandLine) {
   // Schedule C of the fixture (prompt 3, 20 teacher-forced steps), fp32 mode, with MTP.
   SafetensorsFile g(kFlash + "/golden.safetensors");
