@@ -210,8 +210,16 @@ std::vector<int64_t> SchemaItem::shape() const {
 }
 
 bool has_preview_mtp(const ModelConfig& c, const Checkpoint& ck) {
-  return !c.is_dspark() && c.n_mtp_layers > 0 &&
-         ck.find(std::string("mtp.0.") + schema_entry(TensorId::mtp_e_proj).pattern + ".weight");
+  if (c.is_dspark() || c.n_mtp_layers == 0) return false;
+  // The group is all or nothing: the tensor of its first row (e_proj) decides.
+  for (const SchemaEntry& e : kTable)
+    if (e.optional) {
+      SchemaItem it;
+      it.entry = &e;
+      it.name = std::string("mtp.0.") + e.pattern;
+      return ck.find(it.weight_name()) != nullptr;
+    }
+  return false;
 }
 
 std::vector<SchemaItem> schema_items(const ModelConfig& c, const SchemaOptions& o) {

@@ -97,8 +97,8 @@ struct ModelWeights {
 // FP4 is recognised from an I8/U8 weight of shape [out, in/2] with [out, in/32] scales.
 Linear make_linear(const TensorInfo& weight, const TensorInfo* scale, int64_t out, int64_t in);
 
-// Binds every tensor the config implies; throws one error listing all missing and unexpected
-// tensors, or naming the first tensor with a wrong dtype or shape.
+// Binds every tensor the schema (model/schema.h) implies for the config; throws one error listing all
+// missing and unexpected tensors, or naming the first tensor with a wrong dtype or shape.
 ModelWeights bind_weights(const Checkpoint& ckpt, const ModelConfig& cfg);
 
 }  // namespace dsv4

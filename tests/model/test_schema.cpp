@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 
@@ -63,9 +64,15 @@ TEST_P(SchemaFixture, EnumeratesExactlyTheCheckpoint) {
     else if (tc.scale) shape = {it.rows, it.cols / 32};
     else if (e.form == Form::Quant && t->dtype == DType::I8) shape = {it.rows, it.cols / 2};
     EXPECT_EQ(t->shape, shape) << name;
-    if (!tc.scale && e.form != Form::Quant) EXPECT_EQ(t->dtype, e.shipped) << name;
-    if (e.role == Role::RoutedExpert) EXPECT_NE(name.find(".ffn.experts."), std::string::npos) << name;
-    if (name == "embed.weight") EXPECT_EQ(tc.role, Role::Embedding);
+    if (!tc.scale && e.form != Form::Quant) {
+      EXPECT_EQ(t->dtype, e.shipped) << name;
+    }
+    if (e.role == Role::RoutedExpert) {
+      EXPECT_NE(name.find(".ffn.experts."), std::string::npos) << name;
+    }
+    if (name == "embed.weight") {
+      EXPECT_EQ(tc.role, Role::Embedding);
+    }
   }
 }
 
@@ -158,18 +165,18 @@ TEST(Schema, ConfigChangesMoveTheTensorSet) {
 
 TEST(Schema, ShapesFollowTheConfig) {
   const ModelConfig c = load_config(model_dir("tiny-pro"));  // [128, 128, 4, 128] + [0]
-  for (const SchemaItem& it : schema_items(c)) {
-    if (it.name == "layers.2.attn.compressor.wkv") EXPECT_EQ(it.shape(), (std::vector<int64_t>{2 * c.head_dim, c.dim}));
-    if (it.name == "layers.0.attn.compressor.wkv") EXPECT_EQ(it.shape(), (std::vector<int64_t>{c.head_dim, c.dim}));
-    if (it.name == "layers.0.attn.compressor.ape") EXPECT_EQ(it.shape(), (std::vector<int64_t>{128, c.head_dim}));
-    if (it.name == "layers.2.attn.indexer.compressor.ape")
-      EXPECT_EQ(it.shape(), (std::vector<int64_t>{4, 2 * c.index_head_dim}));
-    if (it.name == "layers.3.attn.wo_a")
-      EXPECT_EQ(it.shape(), (std::vector<int64_t>{int64_t(c.o_groups) * c.o_lora_rank,
-                                                  int64_t(c.n_heads / c.o_groups) * c.head_dim}));
-    if (it.name == "layers.0.ffn.gate.tid2eid")
-      EXPECT_EQ(it.shape(), (std::vector<int64_t>{c.vocab_size, c.n_activated_experts}));
-  }
+  std::map<std::string, std::vector<int64_t>> shape;
+  for (const SchemaItem& it : schema_items(c)) shape[it.name] = it.shape();
+  using V = std::vector<int64_t>;
+  EXPECT_EQ(shape["layers.2.attn.compressor.wkv"], (V{2 * c.head_dim, c.dim}));  // CSA: overlapping
+  EXPECT_EQ(shape["layers.0.attn.compressor.wkv"], (V{c.head_dim, c.dim}));      // HCA
+  EXPECT_EQ(shape["layers.0.attn.compressor.ape"], (V{128, c.head_dim}));
+  EXPECT_EQ(shape["layers.2.attn.indexer.compressor.ape"], (V{4, 2 * c.index_head_dim}));
+  EXPECT_EQ(shape["layers.3.attn.wo_a"],
+            (V{int64_t(c.o_groups) * c.o_lora_rank, int64_t(c.n_heads / c.o_groups) * c.head_dim}));
+  EXPECT_EQ(shape["layers.0.ffn.gate.tid2eid"], (V{c.vocab_size, c.n_activated_experts}));
+  EXPECT_EQ(shape["hc_head_scale"], (V{1}));
+  EXPECT_EQ(shape["mtp.0.hc_attn_scale"], (V{3}));
 }
 
 }  // namespace
