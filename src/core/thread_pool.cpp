@@ -46,7 +46,7 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn, size_t min_chunk) {
+void ThreadPool::run(Job fn, size_t n, size_t min_chunk) {
   if (n == 0) return;
   size_t threads = size_t(size());
   size_t chunks = std::min(threads, (n + min_chunk - 1) / std::max<size_t>(min_chunk, 1));
@@ -66,7 +66,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   };
   {
     std::lock_guard<std::mutex> lk(mu_);
-    job_ = &fn;
+    job_ = fn;
     job_n_ = n;
     job_chunks_ = chunks;
     next_chunk_ = 0;
@@ -80,7 +80,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     std::unique_lock<std::mutex> lk(mu_);
     cv_done_.wait(lk, all_done);
   }
-  job_ = nullptr;
+  job_ = {};
 }
 
 void ThreadPool::worker(int) {
@@ -91,13 +91,13 @@ void ThreadPool::worker(int) {
     cv_start_.wait(lk, [&] { return stop_ || generation_.load() != seen; });
     if (stop_) return;
     seen = generation_.load();
-    auto* fn = job_;
+    const Job fn = job_;
     size_t n = job_n_, chunks = job_chunks_;
     lk.unlock();
     for (;;) {
       size_t c = next_chunk_.fetch_add(1);
       if (c >= chunks) break;
-      (*fn)(n * c / chunks, n * (c + 1) / chunks);
+      fn(n * c / chunks, n * (c + 1) / chunks);
     }
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> done(mu_);  // the caller may be between its check and its wait

@@ -68,17 +68,15 @@ void HeadBlock(const float* q, const float* const* rows, int32_t n, int dim, flo
     for (int i = 0; i < dim; ++i) out[h * dim + i] /= den[h];
 }
 
+// z: scratch of kHeadBlock·n floats.
 void SinkAttentionHeads(const float* q, int H, const float* const* rows, int32_t n, int dim, float scale,
-                        const float* sinks, float* out) {
+                        const float* sinks, float* out, float* z) {
   const int N = int(hn::Lanes(hn::ScalableTag<float>()));
   int h = 0;
-  if (n > 0 && dim % (2 * N) == 0) {
-    thread_local std::vector<float> z;
-    z.resize(size_t(kHeadBlock) * size_t(n));
+  if (n > 0 && dim % (2 * N) == 0)
     for (; h + kHeadBlock <= H; h += kHeadBlock)
-      HeadBlock<kHeadBlock>(q + h * dim, rows, n, dim, scale, sinks + h, out + h * dim, z.data());
-  }
-  for (; h < H; ++h) sink_attention(q + h * dim, rows, n, dim, scale, sinks[h], out + h * dim);
+      HeadBlock<kHeadBlock>(q + h * dim, rows, n, dim, scale, sinks + h, out + h * dim, z);
+  for (; h < H; ++h) sink_attention(q + h * dim, rows, n, dim, scale, sinks[h], out + h * dim, z);
 }
 
 }  // namespace dsv4::simd::HWY_NAMESPACE
@@ -89,10 +87,19 @@ namespace dsv4 {
 namespace simd {
 HWY_EXPORT(SinkAttentionHeads);
 }  // namespace simd
+size_t sink_attention_scratch(int32_t n) { return size_t(8) * size_t(std::max<int32_t>(n, 1)); }  // kHeadBlock·n
+
+void sink_attention_heads(const float* q, int heads, const float* const* rows, int32_t n, int dim, float scale,
+                          const float* sinks, float* out, float* scratch) {
+  using namespace simd;
+  HWY_DYNAMIC_DISPATCH(SinkAttentionHeads)(q, heads, rows, n, dim, scale, sinks, out, scratch);
+}
+
 void sink_attention_heads(const float* q, int heads, const float* const* rows, int32_t n, int dim, float scale,
                           const float* sinks, float* out) {
-  using namespace simd;
-  HWY_DYNAMIC_DISPATCH(SinkAttentionHeads)(q, heads, rows, n, dim, scale, sinks, out);
+  thread_local std::vector<float> z;
+  z.resize(sink_attention_scratch(n));
+  sink_attention_heads(q, heads, rows, n, dim, scale, sinks, out, z.data());
 }
 }  // namespace dsv4
 #endif

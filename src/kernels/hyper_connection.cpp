@@ -45,8 +45,8 @@ void sinkhorn(float* C, int n, int iters, float eps) {
 
 void hc_pre(const HcParams& p, const float* X, float* x, float* post, float* C) {
   const int n = p.n, D = p.D, rows = (2 + n) * n;
-  std::vector<float> m(size_t(rows), 0.0f);
-  hc_mix(p.fn, rows, X, n * D, p.norm_eps, m.data());
+  float m[(2 + 16) * 16] = {};  // n ≤ 16, as pre[] below
+  hc_mix(p.fn, rows, X, n * D, p.norm_eps, m);
   float pre[16];
   for (int k = 0; k < n; ++k) {
     pre[k] = sigmoid(m[size_t(k)] * p.scale[0] + p.base[k]) + p.hc_eps;

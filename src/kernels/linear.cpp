@@ -1,8 +1,10 @@
 #include "kernels/linear.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul_bf16.h"
@@ -70,30 +72,36 @@ namespace {
 void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool) {
   const int64_t in = W.in, out = W.out, band = out / groups;
   const int64_t kp = int64_t(simd::padded(in));
-  // Activations in kernel order, one padded row per (token, group).
-  std::vector<float> xo(size_t(S * groups * kp));
+  // Activations in kernel order, one padded row per (token, group), in the caller thread's scratch.
+  Arena& arena = thread_arena();
+  Arena::Frame frame(arena);
+  float* xo = arena.take<float>(size_t(S * groups * kp));
   for (int64_t s = 0; s < S; ++s)
     for (int g = 0; g < groups; ++g)
-      simd::order_activation(W, x + (s * groups + g) * in, xo.data() + (s * groups + g) * kp);
+      simd::order_activation(W, x + (s * groups + g) * in, xo + (s * groups + g) * kp);
   // Decode streams each weight once; prefill re-reads a unit of rows from L2 per token group. Either
   // way weights are dequantised in registers, never stored.
   pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
     // Runs of rows within one group share their activations.
     for (int64_t a = int64_t(o0); a < int64_t(o1);) {
       const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
-      simd::dot_rows_fused(W, a, b, xo.data() + g * kp, groups * kp, S, kp, y, out);
+      simd::dot_rows_fused(W, a, b, xo + g * kp, groups * kp, S, kp, y, out);
       a = b;
     }
   }, 32);
 }
 
-// The FP8 1x128 round trip of x, or x itself when W is not quantised or act_quant is off.
-const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant,
-                                   std::vector<float>& buf) {
+// The FP8 1x128 round trip of x in `arena`, or x itself when W is not quantised or act_quant is off.
+const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant, Arena& arena) {
   if (!act_quant || !W.quantized()) return x;
-  buf.assign(x, x + S * W.in);
-  for (int64_t s = 0; s < S; ++s) fp8_roundtrip(buf.data() + s * W.in, size_t(W.in), 128);
-  return buf.data();
+  float* buf = arena.take<float>(size_t(S * W.in));
+  std::memcpy(buf, x, size_t(S * W.in) * 4);
+  for (int64_t s = 0; s < S; ++s) fp8_roundtrip(buf + s * W.in, size_t(W.in), 128);
+  return buf;
+}
+
+size_t quantized_bytes(const Linear& W, int64_t S, bool act_quant) {
+  return act_quant && W.quantized() ? Arena::bytes_for<float>(size_t(S * W.in)) : 0;
 }
 
 // Round-tripped activations are exact in BF16, so covered formats multiply on BF16 dot products.
@@ -103,26 +111,29 @@ bool takes_bf16(const Linear& W, bool act_quant) {
 
 // BF16 rows of x in W's kernel order. The row stride is 64 bytes past a multiple of 64: a token
 // group's rows a multiple of 4 KiB apart would share L1 sets.
+int64_t bf16_stride(const Linear& W) { return (W.in + 31) / 32 * 32 + 32; }
 struct Bf16Activations {
-  std::vector<uint16_t> buf;
   const uint16_t* data = nullptr;
   int64_t stride = 0;
-  Bf16Activations(const Linear& W, const float* x, int64_t S) {
-    stride = (W.in + 31) / 32 * 32 + 32;
-    buf.resize(size_t(S * stride + 32));
-    auto* p = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
-    for (int64_t s = 0; s < S; ++s) bf16dot::order_activation(W, x + s * W.in, p + s * stride);
+  Bf16Activations(const Linear& W, const float* x, int64_t S, Arena& arena) : stride(bf16_stride(W)) {
+    uint16_t* p = arena.take<uint16_t>(size_t(S * stride));  // 64-byte aligned
+    for (int64_t s = 0; s < S; ++s) {
+      bf16dot::order_activation(W, x + s * W.in, p + s * stride);
+      std::fill(p + s * stride + W.in, p + (s + 1) * stride, uint16_t(0));
+    }
     data = p;
   }
+  static size_t bytes(const Linear& W, int64_t S) { return Arena::bytes_for<uint16_t>(size_t(S * bf16_stride(W))); }
 };
 
 }  // namespace
 
 void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool) {
-  std::vector<float> xq;
-  const float* xa = quantized_activations(W, x, S, act_quant, xq);
+  Arena& arena = thread_arena();
+  Arena::Frame frame(arena);
+  const float* xa = quantized_activations(W, x, S, act_quant, arena);
   if (!takes_bf16(W, act_quant)) return matmul_ordered(W, 1, xa, S, y, pool);
-  const Bf16Activations xb(W, xa, S);
+  const Bf16Activations xb(W, xa, S, arena);
   pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
     bf16dot::rows(W, int64_t(o0), int64_t(o1), xb.data, xb.stride, S, y, W.out);
   }, 32);
@@ -135,8 +146,9 @@ void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, fl
     matmul(B, x, S, yb, act_quant, pool);
     return;
   }
-  std::vector<float> xq;
-  const Bf16Activations xb(A, quantized_activations(A, x, S, act_quant, xq), S);
+  Arena& arena = thread_arena();
+  Arena::Frame frame(arena);
+  const Bf16Activations xb(A, quantized_activations(A, x, S, act_quant, arena), S, arena);
   // One pass over A's rows then B's: one barrier instead of two.
   pool.parallel_for(size_t(A.out + B.out), [&](size_t o0, size_t o1) {
     const int64_t a0 = std::min<int64_t>(int64_t(o0), A.out), a1 = std::min<int64_t>(int64_t(o1), A.out);
@@ -144,6 +156,18 @@ void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, fl
     const int64_t b0 = std::max<int64_t>(int64_t(o0), A.out) - A.out, b1 = std::max<int64_t>(int64_t(o1), A.out) - A.out;
     if (b0 < b1) bf16dot::rows(B, b0, b1, xb.data, xb.stride, S, yb, B.out);
   }, 32);
+}
+
+size_t matmul_scratch_bytes(const Linear& W, int64_t S, bool act_quant, int groups) {
+  const size_t ordered = takes_bf16(W, act_quant) ? Bf16Activations::bytes(W, S)
+                                                  : Arena::bytes_for<float>(size_t(S * groups) * simd::padded(W.in));
+  return quantized_bytes(W, S, act_quant) + ordered;
+}
+
+size_t matmul_pair_scratch_bytes(const Linear& A, const Linear& B, int64_t S, bool act_quant) {
+  if (A.fmt != B.fmt || A.in != B.in || !takes_bf16(A, act_quant) || !takes_bf16(B, act_quant))
+    return std::max(matmul_scratch_bytes(A, S, act_quant), matmul_scratch_bytes(B, S, act_quant));
+  return quantized_bytes(A, S, act_quant) + Bf16Activations::bytes(A, S);
 }
 
 }  // namespace dsv4

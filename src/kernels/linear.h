@@ -45,6 +45,10 @@ void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant
 // ya = x · Aᵀ and yb = x · Bᵀ over the same activations (w1 and w3 of an expert): one round trip.
 void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, float* ya, float* yb, bool act_quant,
                  ThreadPool& pool);
+// The scratch these products take from the calling thread's arena (core/arena.h) for S rows of x:
+// reserving it lets a caller whose S varies below a bound keep every later take in place.
+size_t matmul_scratch_bytes(const Linear& W, int64_t S, bool act_quant, int groups = 1);
+size_t matmul_pair_scratch_bytes(const Linear& A, const Linear& B, int64_t S, bool act_quant);
 
 }  // namespace dsv4
 

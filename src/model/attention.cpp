@@ -9,6 +9,7 @@
 #include <cmath>
 #include <optional>
 
+#include "core/arena.h"
 #include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/attention.h"
@@ -18,12 +19,19 @@
 
 namespace dsv4 {
 
-void AttentionState::reset(const AttentionWeights& w, const ModelConfig& cfg, const NumericsOptions& opt) {
+void AttentionState::reset(const AttentionWeights& w, const ModelConfig& cfg, const NumericsOptions& opt,
+                           int64_t reserve_positions) {
   ring = KVRows(cfg.head_dim, cfg.nope_dim(), opt.kv_fp8_roundtrip);
   ring.resize(size_t(cfg.window_size));
   compressed = KVRows(cfg.head_dim, cfg.nope_dim(), opt.kv_fp8_roundtrip);
-  if (has_compressor(w.kind)) comp.reset(w.comp);
-  if (has_indexer(w.kind)) indexer.reset(w.indexer);
+  if (has_compressor(w.kind)) {
+    comp.reset(w.comp);
+    compressed.reserve(size_t(reserve_positions / w.ratio));
+  }
+  if (has_indexer(w.kind)) {
+    indexer.reset(w.indexer);
+    indexer.keys.reserve(size_t(reserve_positions / w.indexer.comp.ratio) * size_t(cfg.index_head_dim));
+  }
 }
 
 void AttentionState::mark() {
@@ -55,40 +63,47 @@ namespace {
 
 // Sparse attention of one sequence's rows (architecture.md §4.10, §4.14), then de-rotation; commits the window
 // ring afterwards, since earlier queries of the chunk read slots that later rows overwrite.
-void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment& seg, const ModelConfig& cfg,
-                    const Rope& rope, const float* q, const float* kv, const std::vector<std::vector<int32_t>>& picks,
-                    ThreadPool& pool, float* o) {
+void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment& seg, const ForwardContext& fc,
+                    const float* q, const float* kv, const Picks& picks, float* o) {
+  const ModelConfig& cfg = fc.cfg;
+  const Rope& rope = fc.rope(w.kind);
   const int H = cfg.n_heads, d = cfg.head_dim;
   const int64_t win = cfg.window_size, p0 = seg.p0, S = seg.S;
-  // Rows decoded once per chunk: the ring's previous positions and (HCA) every compressed entry.
-  std::vector<float> ring_f(size_t(win * d));
+  Arena::Frame frame(fc.arena);
+  // Rows decoded once per chunk: the ring's previous positions and (HCA) every compressed entry. Buffers
+  // whose length follows the sequence take the room of the entries' capacity, so they never move.
+  const int64_t comp_cap = int64_t(std::max(st.compressed.capacity(), st.compressed.size()));
+  float* ring_f = fc.arena.take<float>(size_t(win * d));
   for (int64_t pos = std::max<int64_t>(0, p0 - win); pos < p0; ++pos)
-    st.ring.get(size_t(pos % win), ring_f.data() + (pos % win) * d);
-  std::vector<float> comp_f;
+    st.ring.get(size_t(pos % win), ring_f + (pos % win) * d);
+  float* comp_f = nullptr;
   if (reads_all_compressed(w.kind)) {
-    comp_f.resize(st.compressed.size() * size_t(d));
-    for (size_t j = 0; j < st.compressed.size(); ++j) st.compressed.get(j, comp_f.data() + j * size_t(d));
+    comp_f = fc.arena.take<float>(size_t(comp_cap * d));
+    for (size_t j = 0; j < st.compressed.size(); ++j) st.compressed.get(j, comp_f + j * size_t(d));
   }
+  const int64_t max_rows = win + (has_indexer(w.kind) ? cfg.index_topk : reads_all_compressed(w.kind) ? comp_cap : 0);
   const float scale = 1.0f / std::sqrt(float(d));
-  pool.parallel_for(size_t(S), [&](size_t s0, size_t s1) {
-    std::vector<const float*> rows;
-    std::vector<float> picked;
+  fc.pool.parallel_for(size_t(S), [&](size_t s0, size_t s1) {
+    Arena& local = thread_arena();
+    Arena::Frame f(local);
+    const float** rows = local.take<const float*>(size_t(max_rows));
+    float* picked = has_indexer(w.kind) ? local.take<float>(size_t(cfg.index_topk) * size_t(d)) : nullptr;
+    float* z = local.take<float>(sink_attention_scratch(int32_t(max_rows)));
     for (size_t s = s0; s < s1; ++s) {
       const int64_t t = p0 + int64_t(s), r = seg.row0 + int64_t(s);
-      rows.clear();
+      int32_t n = 0;
       for (int64_t pos = std::max<int64_t>(0, t - win + 1); pos <= t; ++pos)
-        rows.push_back(pos >= p0 ? kv + (seg.row0 + pos - p0) * d : ring_f.data() + (pos % win) * d);
+        rows[n++] = pos >= p0 ? kv + (seg.row0 + pos - p0) * d : ring_f + (pos % win) * d;
       if (has_indexer(w.kind)) {
-        const auto& sel = picks[size_t(r)];
-        picked.resize(sel.size() * size_t(d));
-        for (size_t i = 0; i < sel.size(); ++i) st.compressed.get(size_t(sel[i]), picked.data() + i * size_t(d));
-        for (size_t i = 0; i < sel.size(); ++i) rows.push_back(picked.data() + i * size_t(d));
+        const int32_t* sel = picks.row(r);
+        for (int32_t i = 0; i < picks.n[r]; ++i) st.compressed.get(size_t(sel[i]), picked + i * size_t(d));
+        for (int32_t i = 0; i < picks.n[r]; ++i) rows[n++] = picked + i * size_t(d);
       } else if (reads_all_compressed(w.kind)) {
         const int64_t nvis = (t + 1) / w.ratio;
-        for (int64_t j = 0; j < nvis; ++j) rows.push_back(comp_f.data() + j * d);
+        for (int64_t j = 0; j < nvis; ++j) rows[n++] = comp_f + j * d;
       }
       const size_t off = size_t(r) * size_t(H) * size_t(d);
-      sink_attention_heads(q + off, H, rows.data(), int32_t(rows.size()), d, scale, w.sink.data(), o + off);
+      sink_attention_heads(q + off, H, rows, n, d, scale, w.sink.data(), o + off, z);
       for (int h = 0; h < H; ++h) rope.apply(o + off + size_t(h) * size_t(d), d, t, /*inverse=*/true);
     }
   });
@@ -104,16 +119,17 @@ void attend_segment(const AttentionWeights& w, AttentionState& st, const Segment
 
 }  // namespace
 
-void attention_queries(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x,
-                       int64_t rows, const int64_t* pos, const NumericsOptions& opt, ThreadPool& pool, float* qr,
-                       float* q) {
+void attention_queries(const AttentionWeights& w, const float* x, int64_t rows, const int64_t* pos,
+                       const ForwardContext& fc, float* qr, float* q) {
+  const ModelConfig& cfg = fc.cfg;
+  const Rope& rope = fc.rope(w.kind);
   const int H = cfg.n_heads, d = cfg.head_dim, qr_dim = cfg.q_lora_rank;
   const float eps = float(cfg.norm_eps);
   // qr = q_norm(wq_a x); q = wq_b qr; unweighted RMS per head; RoPE on the tail.
-  matmul(w.wq_a, x, rows, qr, opt.act_quant, pool);
+  matmul(w.wq_a, x, rows, qr, fc.opt.act_quant, fc.pool);
   rmsnorm_rows(qr, w.q_norm.data(), size_t(rows), size_t(qr_dim), eps, qr);
-  matmul(w.wq_b, qr, rows, q, opt.act_quant, pool);
-  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+  matmul(w.wq_b, qr, rows, q, fc.opt.act_quant, fc.pool);
+  fc.pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r)
       for (int h = 0; h < H; ++h) {
         float* qh = q + (r * size_t(H) + size_t(h)) * size_t(d);
@@ -123,61 +139,69 @@ void attention_queries(const AttentionWeights& w, const ModelConfig& cfg, const 
   });
 }
 
-void attention_kv(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x, int64_t rows,
-                  const int64_t* pos, const NumericsOptions& opt, ThreadPool& pool, float* kv) {
+void attention_kv(const AttentionWeights& w, const float* x, int64_t rows, const int64_t* pos,
+                  const ForwardContext& fc, float* kv) {
+  const ModelConfig& cfg = fc.cfg;
+  const Rope& rope = fc.rope(w.kind);
   const int d = cfg.head_dim, nope = cfg.nope_dim();
   const float eps = float(cfg.norm_eps);
-  matmul(w.wkv, x, rows, kv, opt.act_quant, pool);
-  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+  matmul(w.wkv, x, rows, kv, fc.opt.act_quant, fc.pool);
+  fc.pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
       float* k = kv + r * size_t(d);
       rmsnorm(k, w.kv_norm.data(), size_t(d), eps, k);
       rope.apply(k, d, pos[r]);
-      if (opt.kv_fp8_roundtrip) fp8_roundtrip(k, size_t(nope), 64);
+      if (fc.opt.kv_fp8_roundtrip) fp8_roundtrip(k, size_t(nope), 64);
     }
   });
 }
 
-void attention_output(const AttentionWeights& w, const ModelConfig& cfg, const float* o, int64_t rows,
-                      const NumericsOptions& opt, ThreadPool& pool, float* out) {
-  std::vector<float> u(size_t(rows * cfg.o_groups * cfg.o_lora_rank));
-  matmul_grouped(w.wo_a, cfg.o_groups, o, rows, u.data(), pool);
-  matmul(w.wo_b, u.data(), rows, out, opt.act_quant, pool);
+void attention_output(const AttentionWeights& w, const float* o, int64_t rows, const ForwardContext& fc, float* out) {
+  Arena::Frame frame(fc.arena);
+  float* u = fc.arena.take<float>(size_t(rows * fc.cfg.o_groups * fc.cfg.o_lora_rank));
+  matmul_grouped(w.wo_a, fc.cfg.o_groups, o, rows, u, fc.pool);
+  matmul(w.wo_b, u, rows, out, fc.opt.act_quant, fc.pool);
 }
 
-void attention_forward(const AttentionWeights& w, const std::vector<AttentionState*>& states,
-                       const std::vector<Segment>& segs, const ModelConfig& cfg, const Rope& rope, const float* x,
-                       const NumericsOptions& opt, ThreadPool& pool, float* out,
-                       std::vector<std::vector<int32_t>>* topk_out) {
+void attention_forward(const AttentionWeights& w, std::span<AttentionState* const> states, Segments segs,
+                       const float* x, const ForwardContext& fc, float* out, const Picks* topk_out) {
+  const ModelConfig& cfg = fc.cfg;
   const int H = cfg.n_heads, d = cfg.head_dim, nope = cfg.nope_dim(), qr_dim = cfg.q_lora_rank;
   const float eps = float(cfg.norm_eps);
+  Arena& arena = fc.arena;
+  Arena::Frame frame(arena);
   const int64_t rows = total_rows(segs);
-  const std::vector<int64_t> pos = row_positions(segs);
+  const int64_t* pos = row_positions(segs, arena);
 
   // Q path and window KV rows, already on the grid they will have in the ring.
-  std::vector<float> qr(size_t(rows * qr_dim)), q(size_t(rows * H * d)), kv(size_t(rows * d));
+  float* qr = arena.take<float>(size_t(rows * qr_dim));
+  float* q = arena.take<float>(size_t(rows * H * d));
+  float* kv = arena.take<float>(size_t(rows * d));
   std::optional<profile::Scope> phase(std::in_place, "attn.q_kv");
-  attention_queries(w, cfg, rope, x, rows, pos.data(), opt, pool, qr.data(), q.data());
-  attention_kv(w, cfg, rope, x, rows, pos.data(), opt, pool, kv.data());
+  attention_queries(w, x, rows, pos, fc, qr, q);
+  attention_kv(w, x, rows, pos, fc, kv);
 
   // Compressed entries emitted by these rows become visible before attention (architecture.md §4.12).
   phase.emplace("attn.compressor");
   if (has_compressor(w.kind)) {
-    CompressorInput ci = compressor_project(w.comp, x, rows, pool);
+    Arena::Frame comp_frame(arena);
+    CompressorInput ci = compressor_project(w.comp, x, rows, fc);
     for (size_t i = 0; i < segs.size(); ++i) {
-      std::vector<float> entries;
-      std::vector<int64_t> ids;
+      Arena::Frame seg_frame(arena);
+      const int64_t cap = max_entries(segs[i].S, w.comp.ratio);
+      float* entries = arena.take<float>(size_t(cap * d));
+      int64_t* ids = arena.take<int64_t>(size_t(cap));
       const size_t off = size_t(segs[i].row0 * w.comp.width());
-      compressor_forward(w.comp, states[i]->comp, ci.a.data() + off, ci.g.data() + off, segs[i].S, segs[i].p0, rope,
-                         eps, entries, ids, segs[i].mark_at);
-      const size_t before = segs[i].mark_at >= 0 ? entries_before(ids, w.comp.ratio, segs[i].mark_at) : SIZE_MAX;
-      for (size_t e = 0; e < ids.size(); ++e) {
+      const size_t n = compressor_forward(w.comp, states[i]->comp, ci.a + off, ci.g + off, segs[i].S, segs[i].p0,
+                                          fc.rope(w.kind), eps, entries, ids, segs[i].mark_at);
+      const size_t before = segs[i].mark_at >= 0 ? entries_before(ids, n, w.comp.ratio, segs[i].mark_at) : SIZE_MAX;
+      for (size_t e = 0; e < n; ++e) {
         if (e == before) states[i]->compressed.mark();
-        float* row = entries.data() + e * size_t(d);
-        if (opt.kv_fp8_roundtrip) fp8_roundtrip(row, size_t(nope), 64);
+        float* row = entries + e * size_t(d);
+        if (fc.opt.kv_fp8_roundtrip) fp8_roundtrip(row, size_t(nope), 64);
         states[i]->compressed.append(row);
       }
-      if (before != SIZE_MAX && before >= ids.size()) states[i]->compressed.mark();
+      if (before != SIZE_MAX && before >= n) states[i]->compressed.mark();
     }
   } else {
     // Unused parts are marked too, so a rollback finds every part of the state marked.
@@ -190,22 +214,21 @@ void attention_forward(const AttentionWeights& w, const std::vector<AttentionSta
   if (!has_indexer(w.kind))
     for (size_t i = 0; i < segs.size(); ++i)
       if (segs[i].mark_at >= 0) states[i]->indexer.mark();
-  std::vector<std::vector<int32_t>> picks;
   phase.emplace("attn.indexer");
+  Picks picks;
   if (has_indexer(w.kind)) {
-    std::vector<IndexerState*> ist;
-    for (auto* s : states) ist.push_back(&s->indexer);
-    picks = indexer_forward(w.indexer, ist, segs, cfg, x, qr.data(), rope, opt, pool);
+    picks = topk_out ? *topk_out : Picks::take(arena, rows, cfg.index_topk);
+    IndexerState** ist = arena.take<IndexerState*>(states.size());
+    for (size_t i = 0; i < states.size(); ++i) ist[i] = &states[i]->indexer;
+    indexer_forward(w.indexer, {ist, states.size()}, segs, x, qr, fc, picks);
   }
 
   phase.emplace("attn.core");
-  std::vector<float> o(size_t(rows * H * d));
-  for (size_t i = 0; i < segs.size(); ++i)
-    attend_segment(w, *states[i], segs[i], cfg, rope, q.data(), kv.data(), picks, pool, o.data());
+  float* o = arena.take<float>(size_t(rows * H * d));
+  for (size_t i = 0; i < segs.size(); ++i) attend_segment(w, *states[i], segs[i], fc, q, kv, picks, o);
 
   phase.emplace("attn.out");
-  attention_output(w, cfg, o.data(), rows, opt, pool, out);
-  if (topk_out) *topk_out = std::move(picks);
+  attention_output(w, o, rows, fc, out);
 }
 
 }  // namespace dsv4

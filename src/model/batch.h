@@ -2,7 +2,9 @@
 // A forward call covers several sequences at once: their rows are concatenated so every linear is one
 // matrix product over all of them, while attention and compressor state stay per sequence.
 #include <cstdint>
-#include <vector>
+#include <span>
+
+#include "core/arena.h"
 
 namespace dsv4 {
 
@@ -16,17 +18,19 @@ struct Segment {
   int64_t mark_at = -1;
 };
 
-inline int64_t total_rows(const std::vector<Segment>& segs) {
+using Segments = std::span<const Segment>;
+
+inline int64_t total_rows(Segments segs) {
   int64_t n = 0;
   for (auto& s : segs) n += s.S;
   return n;
 }
 
-// Position of every row, in batch order.
-inline std::vector<int64_t> row_positions(const std::vector<Segment>& segs) {
-  std::vector<int64_t> pos;
+// Position of every row, in batch order, in `arena`.
+inline const int64_t* row_positions(Segments segs, Arena& arena) {
+  int64_t* pos = arena.take<int64_t>(size_t(total_rows(segs)));
   for (auto& s : segs)
-    for (int64_t i = 0; i < s.S; ++i) pos.push_back(s.p0 + i);
+    for (int64_t i = 0; i < s.S; ++i) pos[s.row0 + i] = s.p0 + i;
   return pos;
 }
 

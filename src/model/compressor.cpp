@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/norm.h"
@@ -71,9 +72,9 @@ void CompressorState::before_prev_replace() {
   prev_saved_ = true;
 }
 
-size_t entries_before(const std::vector<int64_t>& ids, int ratio, int64_t pos) {
+size_t entries_before(const int64_t* ids, size_t n_ids, int ratio, int64_t pos) {
   size_t n = 0;
-  while (n < ids.size() && (ids[n] + 1) * ratio <= pos) ++n;
+  while (n < n_ids && (ids[n] + 1) * ratio <= pos) ++n;
   return n;
 }
 
@@ -81,7 +82,10 @@ void compressor_pool(const CompressorWeights& w, const CompressorState& st, floa
   const int R = w.ratio, W = w.width(), dc = w.d_c;
   // Slot order = reference summation order: previous group's half A, then this group's half B.
   const int slots = w.overlap ? 2 * R : R;
-  std::vector<float> sc(static_cast<size_t>(slots)), val(static_cast<size_t>(slots));
+  Arena& arena = thread_arena();
+  Arena::Frame frame(arena);
+  float* sc = arena.take<float>(size_t(slots));
+  float* val = arena.take<float>(size_t(slots));
   for (int ch = 0; ch < dc; ++ch) {
     for (int s = 0; s < slots; ++s) {
       if (w.overlap && s < R) {
@@ -93,28 +97,26 @@ void compressor_pool(const CompressorWeights& w, const CompressorState& st, floa
         val[size_t(s)] = st.kv[size_t(r * W + c)];
       }
     }
-    float m = *std::max_element(sc.begin(), sc.end()), sum = 0;
-    for (auto& v : sc) sum += (v = std::exp(v - m));
+    float m = *std::max_element(sc, sc + slots), sum = 0;
+    for (int s = 0; s < slots; ++s) sum += (sc[s] = std::exp(sc[s] - m));
     float acc = 0;
     for (int s = 0; s < slots; ++s) acc += (sc[size_t(s)] / sum) * val[size_t(s)];
     e[ch] = acc;
   }
 }
 
-CompressorInput compressor_project(const CompressorWeights& w, const float* x, int64_t rows, ThreadPool& pool) {
-  CompressorInput in;
-  in.a.resize(size_t(rows * w.width()));
-  in.g.resize(size_t(rows * w.width()));
-  matmul(w.wkv, x, rows, in.a.data(), false, pool);
-  matmul(w.wgate, x, rows, in.g.data(), false, pool);
+CompressorInput compressor_project(const CompressorWeights& w, const float* x, int64_t rows, const ForwardContext& fc) {
+  CompressorInput in{fc.arena.take<float>(size_t(rows * w.width())), fc.arena.take<float>(size_t(rows * w.width()))};
+  matmul(w.wkv, x, rows, in.a, false, fc.pool);
+  matmul(w.wgate, x, rows, in.g, false, fc.pool);
   return in;
 }
 
-void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
-                        int64_t p0, const Rope& rope, float norm_eps, std::vector<float>& entries,
-                        std::vector<int64_t>& ids, int64_t mark_at) {
+size_t compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
+                          int64_t p0, const Rope& rope, float norm_eps, float* entries, int64_t* ids,
+                          int64_t mark_at) {
   const int R = w.ratio, W = w.width(), dc = w.d_c;
-  std::vector<float> e(static_cast<size_t>(dc));
+  size_t n = 0;
   for (int64_t s = 0; s < S; ++s) {
     const int64_t t = p0 + s;
     if (t == mark_at) st.mark();
@@ -128,12 +130,12 @@ void compressor_forward(const CompressorWeights& w, CompressorState& st, const f
       sc_row[c] = g[size_t(s * W + c)] + ape[c];
     }
     if (slot != R - 1) continue;
-    compressor_pool(w, st, e.data());
+    float* e = entries + n * size_t(dc);
+    compressor_pool(w, st, e);
     const int64_t j = t / R;
-    rmsnorm(e.data(), w.norm.data(), size_t(dc), norm_eps, e.data());
-    rope.apply(e.data(), dc, j * R);
-    entries.insert(entries.end(), e.begin(), e.end());
-    ids.push_back(j);
+    rmsnorm(e, w.norm.data(), size_t(dc), norm_eps, e);
+    rope.apply(e, dc, j * R);
+    ids[n++] = j;
     if (w.overlap) {
       st.before_prev_replace();
       st.prev_kv = st.kv;
@@ -142,6 +144,7 @@ void compressor_forward(const CompressorWeights& w, CompressorState& st, const f
     }
   }
   if (mark_at == p0 + S) st.mark();
+  return n;
 }
 
 }  // namespace dsv4

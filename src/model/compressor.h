@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/forward_context.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 
@@ -35,22 +36,27 @@ struct CompressorState {
   std::vector<float> saved_prev_kv_, saved_prev_score_;
 };
 
-// The projections a = wkv·x and g = wgate·x of a batch of rows ([rows, width] each).
+// The projections a = wkv·x and g = wgate·x of a batch of rows ([rows, width] each), taken from fc.arena.
 struct CompressorInput {
-  std::vector<float> a, g;
+  float* a;
+  float* g;
 };
-CompressorInput compressor_project(const CompressorWeights& w, const float* x, int64_t rows, ThreadPool& pool);
+CompressorInput compressor_project(const CompressorWeights& w, const float* x, int64_t rows, const ForwardContext& fc);
+
+// The most entries S consecutive tokens can complete: the room compressor_forward needs.
+inline int64_t max_entries(int64_t S, int ratio) { return (S + ratio - 1) / ratio; }
 
 // Feeds the rows of one sequence, positions p0 .. p0+S-1 (a, g point at its first row). Each completed
-// group j is pooled and post-processed (RMSNorm, RoPE at position j·R) and appended to `entries`
-// ([*, d_c]) with its id in `ids`. With mark_at ≥ 0 the state is marked at that absolute position
-// (Segment::mark_at); entries emitted before it are those whose id j has (j+1)·R ≤ mark_at.
-void compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
-                        int64_t p0, const Rope& rope, float norm_eps, std::vector<float>& entries,
-                        std::vector<int64_t>& ids, int64_t mark_at = -1);
+// group j is pooled and post-processed (RMSNorm, RoPE at position j·R) into the next row of `entries`
+// ([max_entries(S, R), d_c]) with its id in `ids`; returns how many. With mark_at ≥ 0 the state is
+// marked at that absolute position (Segment::mark_at); entries emitted before it are those whose id j
+// has (j+1)·R ≤ mark_at.
+size_t compressor_forward(const CompressorWeights& w, CompressorState& st, const float* a, const float* g, int64_t S,
+                          int64_t p0, const Rope& rope, float norm_eps, float* entries, int64_t* ids,
+                          int64_t mark_at = -1);
 
-// How many of the entries `ids` (ascending, as compressor_forward emits them) complete before position pos.
-size_t entries_before(const std::vector<int64_t>& ids, int ratio, int64_t pos);
+// How many of the n entries `ids` (ascending, as compressor_forward emits them) complete before position pos.
+size_t entries_before(const int64_t* ids, size_t n, int ratio, int64_t pos);
 
 // The pooling of one group alone (exposed for kernel tests): e[ch] over the slots of `st` after the
 // group's R rows were written.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/attention.h"
@@ -24,25 +25,30 @@ namespace {
 // hc_pre → norm → body(x, f) → hc_post over the rows of X, the residual path of every sublayer
 // (architecture.md §4.3), as in Model::block_forward.
 template <class Body>
-void hc_sublayer(const HcParams& hp, const FloatVec& norm, float eps, float* X, int64_t rows, ThreadPool& pool,
+void hc_sublayer(const HcParams& hp, const FloatVec& norm, float eps, float* X, int64_t rows, const ForwardContext& fc,
                  Body&& body) {
   const int n = hp.n, D = hp.D;
   const size_t nD = size_t(n) * size_t(D);
-  std::vector<float> x(size_t(rows * D)), f(size_t(rows * D)), post(size_t(rows * n)), C(size_t(rows * n * n));
-  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+  Arena::Frame frame(fc.arena);
+  float* x = fc.arena.take<float>(size_t(rows * D));
+  float* f = fc.arena.take<float>(size_t(rows * D));
+  float* post = fc.arena.take<float>(size_t(rows * n));
+  float* C = fc.arena.take<float>(size_t(rows * n * n));
+  fc.pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {
-      float* xr = x.data() + r * size_t(D);
-      hc_pre(hp, X + r * nD, xr, post.data() + r * size_t(n), C.data() + r * size_t(n * n));
+      float* xr = x + r * size_t(D);
+      hc_pre(hp, X + r * nD, xr, post + r * size_t(n), C + r * size_t(n * n));
       rmsnorm(xr, norm.data(), size_t(D), eps, xr);
     }
   });
-  body(x.data(), f.data());
-  pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
-    std::vector<float> Xn(nD);
+  body(static_cast<const float*>(x), f);
+  fc.pool.parallel_for(size_t(rows), [&](size_t r0, size_t r1) {
+    Arena& local = thread_arena();
+    Arena::Frame lf(local);
+    float* Xn = local.take<float>(nD);
     for (size_t r = r0; r < r1; ++r) {
-      hc_post(n, D, f.data() + r * size_t(D), X + r * nD, post.data() + r * size_t(n), C.data() + r * size_t(n * n),
-              Xn.data());
-      std::memcpy(X + r * nD, Xn.data(), nD * 4);
+      hc_post(n, D, f + r * size_t(D), X + r * nD, post + r * size_t(n), C + r * size_t(n * n), Xn);
+      std::memcpy(X + r * nD, Xn, nD * 4);
     }
   });
 }
@@ -51,39 +57,45 @@ void hc_sublayer(const HcParams& hp, const FloatVec& norm, float eps, float* X, 
 // block token's queries and its own KV row at its position; every token of a block at p+1 … p+B reads
 // ring slots 0 … min(w, p+1)−1 and all B block rows, then sink attention, de-rotation and the output
 // projection. The block's KV rows live only here: the ring is read, never written.
-void block_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const NumericsOptions& opt,
-                     ThreadPool& pool, const std::vector<const KVRows*>& rings, const int64_t* pos, int B,
-                     const float* x, float* out) {
+void block_attention(const AttentionWeights& w, const ForwardContext& fc, const std::vector<const KVRows*>& rings,
+                     const int64_t* pos, int B, const float* x, float* out) {
+  const ModelConfig& cfg = fc.cfg;
+  const Rope& rope = fc.rope(w.kind);
   const int H = cfg.n_heads, d = cfg.head_dim;
   const int64_t rows = int64_t(rings.size()) * B, win = cfg.window_size;
-  std::vector<float> qr(size_t(rows * cfg.q_lora_rank)), q(size_t(rows * H * d)), kv(size_t(rows * d)),
-      o(size_t(rows * H * d));
-  attention_queries(w, cfg, rope, x, rows, pos, opt, pool, qr.data(), q.data());
-  attention_kv(w, cfg, rope, x, rows, pos, opt, pool, kv.data());
+  Arena& arena = fc.arena;
+  Arena::Frame frame(arena);
+  float* qr = arena.take<float>(size_t(rows * cfg.q_lora_rank));
+  float* q = arena.take<float>(size_t(rows * H * d));
+  float* kv = arena.take<float>(size_t(rows * d));
+  float* o = arena.take<float>(size_t(rows * H * d));
+  attention_queries(w, x, rows, pos, fc, qr, q);
+  attention_kv(w, x, rows, pos, fc, kv);
   const float scale = 1.0f / std::sqrt(float(d));
-  std::vector<float> ring_f;
-  std::vector<const float*> kv_rows;
+  float* ring_f = arena.take<float>(size_t(win * d));
+  const float** kv_rows = arena.take<const float*>(size_t(win + B));
   for (size_t i = 0; i < rings.size(); ++i) {
     const int64_t r0 = int64_t(i) * B, p = pos[r0] - 1;
     const int64_t slots = std::min(win, p + 1);
-    ring_f.resize(size_t(slots * d));
-    kv_rows.clear();
+    int32_t nrows = 0;
     for (int64_t sl = 0; sl < slots; ++sl) {
-      rings[i]->get(size_t(sl), ring_f.data() + sl * d);
-      kv_rows.push_back(ring_f.data() + sl * d);
+      rings[i]->get(size_t(sl), ring_f + sl * d);
+      kv_rows[nrows++] = ring_f + sl * d;
     }
-    for (int j = 0; j < B; ++j) kv_rows.push_back(kv.data() + (r0 + j) * d);
-    pool.parallel_for(size_t(B), [&](size_t j0, size_t j1) {
+    for (int j = 0; j < B; ++j) kv_rows[nrows++] = kv + (r0 + j) * d;
+    fc.pool.parallel_for(size_t(B), [&](size_t j0, size_t j1) {
+      Arena& local = thread_arena();
+      Arena::Frame f(local);
+      float* z = local.take<float>(sink_attention_scratch(nrows));
       for (size_t j = j0; j < j1; ++j) {
         const int64_t r = r0 + int64_t(j);
-        float* orow = o.data() + size_t(r) * size_t(H * d);
-        sink_attention_heads(q.data() + size_t(r) * size_t(H * d), H, kv_rows.data(), int32_t(kv_rows.size()), d,
-                             scale, w.sink.data(), orow);
+        float* orow = o + size_t(r) * size_t(H * d);
+        sink_attention_heads(q + size_t(r) * size_t(H * d), H, kv_rows, nrows, d, scale, w.sink.data(), orow, z);
         for (int h = 0; h < H; ++h) rope.apply(orow + size_t(h) * size_t(d), d, pos[r], /*inverse=*/true);
       }
     });
   }
-  attention_output(w, cfg, o.data(), rows, opt, pool, out);
+  attention_output(w, o, rows, fc, out);
 }
 
 }  // namespace
@@ -93,8 +105,7 @@ const DSparkWeights& Model::dspark_weights() const {
   return *w_.dspark;
 }
 
-void Model::keep_taps(int layer, const float* X, const std::vector<Segment>& segs,
-                      std::vector<ForwardResult>& res) const {
+void Model::keep_taps(int layer, const float* X, Segments segs, std::vector<ForwardResult>& res) const {
   const std::vector<int>& targets = cfg_.dspark_target_layer_ids;
   if (std::find(targets.begin(), targets.end(), layer) == targets.end()) return;
   // Taps are concatenated in ascending layer order, as the reference collects them during the forward.
@@ -136,15 +147,18 @@ void Model::dspark_commit_batch(const std::vector<DSparkCommit>& in) const {
   }
   const int64_t rows = int64_t(pos.size());
   if (rows > 0) {
-    std::vector<float> main_x(size_t(rows * D)), kv(size_t(rows * d));
-    matmul(ds.main_proj, taps.data(), rows, main_x.data(), opt_.act_quant, pool());
-    rmsnorm_rows(main_x.data(), ds.main_norm.data(), size_t(rows), size_t(D), float(cfg_.norm_eps), main_x.data());
+    const ForwardContext fc = context();
+    Arena::Frame frame(fc.arena);
+    float* main_x = fc.arena.take<float>(size_t(rows * D));
+    float* kv = fc.arena.take<float>(size_t(rows * d));
+    matmul(ds.main_proj, taps.data(), rows, main_x, opt_.act_quant, fc.pool);
+    rmsnorm_rows(main_x, ds.main_norm.data(), size_t(rows), size_t(D), float(cfg_.norm_eps), main_x);
     // Every stage sees the same main_x through its own wkv and kv_norm.
     for (size_t s = 0; s < ds.stages.size(); ++s) {
       const AttentionWeights& aw = ds.stages[s].attn;
-      attention_kv(aw, cfg_, rope_for(aw.kind), main_x.data(), rows, pos.data(), opt_, pool(), kv.data());
+      attention_kv(aw, main_x, rows, pos.data(), fc, kv);
       for (int64_t r = 0; r < rows; ++r)
-        in[owner[size_t(r)]].st->dspark[s].attn.ring.put(size_t(pos[size_t(r)] % win), kv.data() + r * d);
+        in[owner[size_t(r)]].st->dspark[s].attn.ring.put(size_t(pos[size_t(r)] % win), kv + r * d);
     }
   }
   for (auto& c : in) c.st->dspark_pos += c.S;
@@ -189,17 +203,18 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
   }
 
   std::vector<DSparkDraft> out(N);
+  const ForwardContext fc = context();
   experts_->begin_forward();
   for (size_t s = 0; s < ds.stages.size(); ++s) {
     const BlockWeights& b = ds.stages[s];
     for (size_t i = 0; i < N; ++i) rings[i] = &in[i].st->dspark[s].attn.ring;
-    hc_sublayer(hc_params(b.hc_attn, cfg_), b.attn_norm, eps, X.data(), rows, pool(), [&](const float* x, float* f) {
-      block_attention(b.attn, cfg_, rope_for(b.attn.kind), opt_, pool(), rings, pos.data(), B, x, f);
+    hc_sublayer(hc_params(b.hc_attn, cfg_), b.attn_norm, eps, X.data(), rows, fc, [&](const float* x, float* f) {
+      block_attention(b.attn, fc, rings, pos.data(), B, x, f);
     });
     const BlockWeights* next = s + 1 < ds.stages.size() ? &ds.stages[s + 1] : nullptr;
     const MoeContext mc{*experts_, b.layer_id, next ? &next->moe : nullptr, next ? next->layer_id : -1};
-    hc_sublayer(hc_params(b.hc_ffn, cfg_), b.ffn_norm, eps, X.data(), rows, pool(), [&](const float* x, float* f) {
-      moe_forward(b.moe, mc, cfg_, x, ids.data(), rows, opt_, pool(), f);
+    hc_sublayer(hc_params(b.hc_ffn, cfg_), b.ffn_norm, eps, X.data(), rows, fc, [&](const float* x, float* f) {
+      moe_forward(b.moe, mc, x, ids.data(), rows, fc, f);
     });
     if (o.keep_stage_streams)
       for (size_t i = 0; i < N; ++i)
@@ -214,7 +229,7 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
     hc_head(hp, X.data() + size_t(r) * nD, z.data() + r * D);
     rmsnorm(z.data() + r * D, ds.norm.data(), size_t(D), eps, zn.data() + r * D);
   }
-  matmul(w_.head, zn.data(), rows, logits.data(), false, pool());
+  matmul(w_.head, zn.data(), rows, logits.data(), false, fc.pool);
 
   // Markov chain, row by row for all blocks at once: row j gets markov_w2 · markov_w1[prev_j], where
   // prev_0 = t_{p+1} and prev_{j+1} is picked from row j after its bias (or the forced ids).
@@ -225,7 +240,7 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
       const int32_t prev = in[i].forced ? in[i].forced[j] : out[i].ids[size_t(j)];
       ds.markov_w1.dequant_row(prev, me.data() + i * size_t(R));
     }
-    matmul(ds.markov_w2, me.data(), int64_t(N), bias.data(), false, pool());
+    matmul(ds.markov_w2, me.data(), int64_t(N), bias.data(), false, fc.pool);
     for (size_t i = 0; i < N; ++i) {
       const size_t r = i * size_t(B) + size_t(j);
       float* row = logits.data() + r * V;
@@ -239,7 +254,7 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
   }
   // confidence_j = proj · [z_j ; markov_w1[prev_j]], on z before the norm.
   std::vector<float> conf(static_cast<size_t>(rows));
-  matmul(ds.confidence, cin.data(), rows, conf.data(), false, pool());
+  matmul(ds.confidence, cin.data(), rows, conf.data(), false, fc.pool);
   for (size_t i = 0; i < N; ++i) {
     out[i].logits.assign(logits.begin() + int64_t(i * B * V), logits.begin() + int64_t((i + 1) * B * V));
     out[i].confidence.assign(conf.begin() + int64_t(i * B), conf.begin() + int64_t((i + 1) * B));

@@ -50,6 +50,9 @@ class KVRows {
   }
   void resize(size_t rows);
   size_t size() const { return size_; }
+  // Rows that fit before an append reallocates: appends below it allocate nothing.
+  size_t capacity() const { return row_bytes() ? data_.capacity() / row_bytes() : 0; }
+  void reserve(size_t rows) { data_.reserve(rows * row_bytes()); }
   size_t row_bytes() const;
   size_t bytes() const { return data_.size(); }
   // The encoded rows, byte for byte (exact state comparisons).

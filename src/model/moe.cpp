@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/arena.h"
 #include "core/profile.h"
 #include "core/thread_pool.h"
 #include "kernels/topk.h"
@@ -21,37 +22,38 @@ namespace {
 float softplus(float z) { return z > 20.0f ? z : std::log1p(std::exp(z)); }
 }  // namespace
 
-std::vector<int32_t> distinct_experts(const std::vector<int32_t>& routed, int n_experts) {
+std::vector<int32_t> distinct_experts(const int32_t* routed, size_t n, int n_experts) {
   std::vector<char> seen(size_t(n_experts), 0);
-  for (int32_t e : routed) seen[size_t(e)] = 1;
+  for (size_t i = 0; i < n; ++i) seen[size_t(routed[i])] = 1;
   std::vector<int32_t> out;
   for (int e = 0; e < n_experts; ++e)
     if (seen[size_t(e)]) out.push_back(e);
   return out;
 }
 
-Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, const int32_t* ids, int64_t S,
-                  ThreadPool& pool) {
+Routing moe_route(const MoeWeights& w, const float* x, const int32_t* ids, int64_t S, const ForwardContext& fc) {
+  const ModelConfig& cfg = fc.cfg;
   const int E = cfg.n_routed_experts, k = cfg.n_activated_experts;
-  std::vector<float> logits(size_t(S * E));
-  matmul(w.gate, x, S, logits.data(), false, pool);
-  Routing r;
-  r.experts.resize(size_t(S * k));
-  r.weights.resize(size_t(S * k));
-  std::vector<float> biased(static_cast<size_t>(E));
+  Arena& arena = fc.arena;
+  Routing r{arena.take<int32_t>(size_t(S * k)), arena.take<float>(size_t(S * k))};
+  Arena::Frame frame(arena);
+  float* logits = arena.take<float>(size_t(S * E));
+  matmul(w.gate, x, S, logits, false, fc.pool);
+  float* biased = arena.take<float>(size_t(E));
+  int32_t* top = arena.take<int32_t>(size_t(E));
   for (int64_t s = 0; s < S; ++s) {
-    float* sc = logits.data() + s * E;
+    float* sc = logits + s * E;
     for (int e = 0; e < E; ++e) sc[e] = std::sqrt(softplus(sc[e]));
-    int32_t* sel = r.experts.data() + s * k;
+    int32_t* sel = r.experts + s * k;
     if (w.hash()) {
       if (ids[s] < 0 || ids[s] >= cfg.vocab_size) fail("token id {} is outside the vocabulary", ids[s]);
       for (int i = 0; i < k; ++i) sel[i] = int32_t(w.tid2eid_at(ids[s], i, k));
     } else {
       for (int e = 0; e < E; ++e) biased[size_t(e)] = sc[e] + w.bias.data()[e];
-      auto top = topk_desc(biased.data(), E, k);
-      std::copy(top.begin(), top.end(), sel);
+      const int32_t n = topk_desc(biased, E, k, top);
+      std::copy(top, top + n, sel);
     }
-    float* wt = r.weights.data() + s * k;
+    float* wt = r.weights + s * k;
     float sum = 0;
     for (int i = 0; i < k; ++i) sum += (wt[i] = sc[sel[i]]);
     for (int i = 0; i < k; ++i) wt[i] = wt[i] / sum * float(cfg.route_scale);
@@ -59,11 +61,20 @@ Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, c
   return r;
 }
 
+size_t expert_scratch_bytes(const ExpertWeights& e, int64_t S, bool act_quant) {
+  const size_t products = std::max(matmul_pair_scratch_bytes(e.w1, e.w3, S, act_quant),
+                                   matmul_scratch_bytes(e.w2, S, act_quant));
+  return 2 * Arena::bytes_for<float>(size_t(S * e.w1.out)) + products;
+}
+
 void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const float* row_scale, float limit,
                     bool act_quant, ThreadPool& pool, float* out) {
   const int64_t I = e.w1.out;
-  std::vector<float> g(size_t(S * I)), u(size_t(S * I));
-  matmul_pair(e.w1, e.w3, x, S, g.data(), u.data(), act_quant, pool);
+  Arena& arena = thread_arena();
+  Arena::Frame frame(arena);
+  float* g = arena.take<float>(size_t(S * I));
+  float* u = arena.take<float>(size_t(S * I));
+  matmul_pair(e.w1, e.w3, x, S, g, u, act_quant, pool);
   for (int64_t s = 0; s < S; ++s)
     for (int64_t i = 0; i < I; ++i) {
       float gi = g[size_t(s * I + i)], ui = u[size_t(s * I + i)];
@@ -74,93 +85,116 @@ void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const flo
       float h = gi / (1.0f + std::exp(-gi)) * ui;
       g[size_t(s * I + i)] = row_scale ? h * row_scale[s] : h;  // routing weight before w2
     }
-  matmul(e.w2, g.data(), S, out, act_quant, pool);
+  matmul(e.w2, g, S, out, act_quant, pool);
 }
 
-void moe_forward(const MoeWeights& w, const MoeContext& mc, const ModelConfig& cfg, const float* x, const int32_t* ids,
-                 int64_t S, const NumericsOptions& opt, ThreadPool& pool, float* out) {
-  const int D = cfg.dim, k = cfg.n_activated_experts;
+void moe_forward(const MoeWeights& w, const MoeContext& mc, const float* x, const int32_t* ids, int64_t S,
+                 const ForwardContext& fc, float* out) {
+  const ModelConfig& cfg = fc.cfg;
+  ThreadPool& pool = fc.pool;
+  Arena& arena = fc.arena;
+  Arena::Frame frame(arena);
+  const int D = cfg.dim, k = cfg.n_activated_experts, E = cfg.n_routed_experts;
+  const int64_t P = S * k;  // (token, slot) pairs, p = s·k + i
   const float limit = float(cfg.swiglu_limit);
   std::optional<profile::Scope> phase(std::in_place, "moe.route");
-  Routing r = moe_route(w, cfg, x, ids, S, pool);
+  Routing r = moe_route(w, x, ids, S, fc);
   // A streaming store is told now which experts the next layer will likely route to (this layer's
   // input through the next gate), so their reads overlap this layer's experts and the next attention.
   if (mc.store.streams() && mc.next && !mc.next->hash()) {
     phase.emplace("moe.predict");
-    std::vector<int32_t> guess = distinct_experts(moe_route(*mc.next, cfg, x, ids, S, pool).experts, cfg.n_routed_experts);
+    Arena::Frame f(arena);
+    std::vector<int32_t> guess = distinct_experts(moe_route(*mc.next, x, ids, S, fc).experts, size_t(P), E);
     mc.store.prefetch(mc.next_layer, guess.data(), guess.size(), ExpertPredictor::NextGate);
   }
   phase.emplace("moe.experts");
-  // One job per expert with tokens: its (token, slot) pairs; outputs land per pair.
-  struct Job {
-    int e;
-    std::vector<int64_t> pairs;  // s * k + i
-  };
-  std::vector<Job> jobs;
-  {
-    std::vector<std::vector<int64_t>> by_expert(size_t(cfg.n_routed_experts));
-    for (int64_t p = 0; p < S * k; ++p) by_expert[size_t(r.experts[size_t(p)])].push_back(p);
-    for (int e = 0; e < cfg.n_routed_experts; ++e)
-      if (!by_expert[size_t(e)].empty()) jobs.push_back({e, std::move(by_expert[size_t(e)])});
+  // The pairs sorted by expert (ascending pair order within one): expert j's job is its slice
+  // [start[j], start[j] + count[j]) of the gathered rows xs, their weights and their outputs ys.
+  int64_t* count = arena.take<int64_t>(size_t(E));
+  std::fill_n(count, E, 0);
+  for (int64_t p = 0; p < P; ++p) ++count[r.experts[p]];
+  int32_t* job_e = arena.take<int32_t>(size_t(E));
+  int64_t* start = arena.take<int64_t>(size_t(E));
+  int64_t* at = arena.take<int64_t>(size_t(E));  // next free slot per expert
+  size_t jobs = 0;
+  int64_t n_max = 0;
+  for (int64_t e = 0, off = 0; e < E; off += count[e], ++e) {
+    at[e] = off;
+    if (!count[e]) continue;
+    job_e[jobs] = int32_t(e);
+    start[jobs++] = off;
+    n_max = std::max(n_max, count[e]);
   }
-  std::vector<float> pair_out(size_t(S * k) * size_t(D));
-  auto run = [&](const Job& j, const ExpertWeights& ew, ThreadPool& p) {
-    const int64_t n = int64_t(j.pairs.size());
-    std::vector<float> xs(size_t(n * D)), ys(size_t(n * D)), scale(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      std::copy_n(x + (j.pairs[size_t(i)] / k) * D, D, xs.data() + i * D);
-      scale[size_t(i)] = r.weights[size_t(j.pairs[size_t(i)])];
-    }
-    expert_forward(ew, xs.data(), n, scale.data(), limit, opt.act_quant, p, ys.data());
-    for (int64_t i = 0; i < n; ++i) std::copy_n(ys.data() + i * D, D, pair_out.data() + j.pairs[size_t(i)] * D);
+  int64_t* slot_of = arena.take<int64_t>(size_t(P));  // pair → its row in xs / ys
+  float* xs = arena.take<float>(size_t(P) * size_t(D));
+  float* ys = arena.take<float>(size_t(P) * size_t(D));
+  float* scale = arena.take<float>(size_t(P));
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t sl = at[r.experts[p]]++;
+    slot_of[p] = sl;
+    std::copy_n(x + (p / k) * D, D, xs + sl * D);
+    scale[sl] = r.weights[p];
+  }
+  auto n_of = [&](size_t j) { return count[job_e[j]]; };
+  auto run = [&](size_t j, const ExpertWeights& ew, ThreadPool& p) {
+    Arena::Frame f(thread_arena());
+    expert_forward(ew, xs + start[j] * D, n_of(j), scale + start[j], limit, fc.opt.act_quant, p, ys + start[j] * D);
   };
+  // Whichever thread runs an expert first reserves the scratch of one taking S tokens (or more, should
+  // a hash row repeat an expert), so how tokens are routed never moves a later take of that thread.
+  const int64_t n_bound = std::max<int64_t>(S, n_max);
+  const size_t reserve = w.experts.empty() ? 0 : expert_scratch_bytes(w.experts[0], n_bound, fc.opt.act_quant);
   // The store may hold fewer experts at once than the layer needs (a prefill under a small RAM
   // budget): the experts then run in waves, each pinned while it runs and the next one prefetched.
   // Every pair's output is computed alone, so the waves change nothing in the result.
-  const size_t wave = std::max<size_t>(1, std::min(jobs.size(), mc.store.max_pinned()));
-  std::vector<int32_t> ids_of(jobs.size());
-  for (size_t i = 0; i < jobs.size(); ++i) ids_of[i] = jobs[i].e;
-  std::vector<const ExpertWeights*> views(jobs.size());
-  for (size_t w0 = 0; w0 < jobs.size(); w0 += wave) {
-    const size_t nw = std::min(wave, jobs.size() - w0);
-    if (w0 + nw < jobs.size())
-      mc.store.prefetch(mc.layer, ids_of.data() + w0 + nw, std::min(wave, jobs.size() - w0 - nw), ExpertPredictor::Wave);
+  const size_t wave = std::max<size_t>(1, std::min(jobs, mc.store.max_pinned()));
+  const ExpertWeights** views = arena.take<const ExpertWeights*>(jobs);
+  size_t* order = arena.take<size_t>(jobs);
+  for (size_t w0 = 0; w0 < jobs; w0 += wave) {
+    const size_t nw = std::min(wave, jobs - w0);
+    if (w0 + nw < jobs)
+      mc.store.prefetch(mc.layer, job_e + w0 + nw, std::min(wave, jobs - w0 - nw), ExpertPredictor::Wave);
     {
       profile::Scope wait("moe.expert_wait");
-      mc.store.acquire(mc.layer, ids_of.data() + w0, nw, views.data() + w0);
+      mc.store.acquire(mc.layer, job_e + w0, nw, views + w0);
     }
     // Many experts (prefill): each thread takes whole experts, largest first, and its products run
     // inline, so no thread waits for another between matrices. Few (decode): every product is split.
     if (nw >= 2 * size_t(pool.size())) {
-      std::vector<size_t> order(nw);
       for (size_t i = 0; i < nw; ++i) order[i] = w0 + i;
-      std::stable_sort(order.begin(), order.end(),
-                       [&](size_t a, size_t b) { return jobs[a].pairs.size() > jobs[b].pairs.size(); });
+      // Largest first, ties in expert order (a stable sort, without its buffer).
+      std::sort(order, order + nw, [&](size_t a, size_t b) { return n_of(a) > n_of(b) || (n_of(a) == n_of(b) && a < b); });
       std::atomic<size_t> next{0};
       pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
-        for (size_t i; (i = next.fetch_add(1)) < order.size();) run(jobs[order[i]], *views[order[i]], pool);
+        Arena& local = thread_arena();
+        Arena::Frame f(local);
+        local.reserve(reserve);
+        for (size_t i; (i = next.fetch_add(1)) < nw;) run(order[i], *views[order[i]], pool);
       });
     } else {
-      for (size_t i = w0; i < w0 + nw; ++i) run(jobs[i], *views[i], pool);
+      Arena::Frame f(arena);
+      arena.reserve(reserve);
+      for (size_t i = w0; i < w0 + nw; ++i) run(i, *views[i], pool);
     }
-    mc.store.release(mc.layer, ids_of.data() + w0, nw);
+    mc.store.release(mc.layer, job_e + w0, nw);
   }
   // Routed sum in ascending expert id per token, whoever computed each expert.
-  std::vector<float> y(size_t(S * D), 0.0f), ys(size_t(S * D));
+  float* y = arena.take<float>(size_t(S * D));
+  std::fill_n(y, S * D, 0.0f);
+  int* slots = arena.take<int>(size_t(k));
   for (int64_t s = 0; s < S; ++s) {
-    std::vector<int> slots(static_cast<size_t>(k));
-    for (int i = 0; i < k; ++i) slots[size_t(i)] = i;
-    std::sort(slots.begin(), slots.end(),
-              [&](int a, int b) { return r.experts[size_t(s * k + a)] < r.experts[size_t(s * k + b)]; });
-    float* yr = y.data() + s * D;
-    for (int i : slots) {
-      const float* o = pair_out.data() + (s * k + i) * D;
+    for (int i = 0; i < k; ++i) slots[i] = i;
+    std::sort(slots, slots + k, [&](int a, int b) { return r.experts[s * k + a] < r.experts[s * k + b]; });
+    float* yr = y + s * D;
+    for (int i = 0; i < k; ++i) {
+      const float* o = ys + slot_of[s * k + slots[i]] * D;
       for (int c = 0; c < D; ++c) yr[c] += o[c];
     }
   }
   phase.emplace("moe.shared");
-  expert_forward(w.shared, x, S, nullptr, opt.shared_expert_clamp ? limit : 0.0f, opt.act_quant, pool, ys.data());
-  for (int64_t i = 0; i < S * D; ++i) out[i] = y[size_t(i)] + ys[size_t(i)];
+  float* yshared = arena.take<float>(size_t(S * D));
+  expert_forward(w.shared, x, S, nullptr, fc.opt.shared_expert_clamp ? limit : 0.0f, fc.opt.act_quant, pool, yshared);
+  for (int64_t i = 0; i < S * D; ++i) out[i] = y[i] + yshared[i];
 }
 
 }  // namespace dsv4

@@ -6,6 +6,7 @@
 
 #include "io/config.h"
 #include "model/expert_store.h"
+#include "model/forward_context.h"
 #include "model/options.h"
 #include "model/weights.h"
 
@@ -13,14 +14,13 @@ namespace dsv4 {
 
 class ThreadPool;
 
-struct Routing {
-  std::vector<int32_t> experts;  // [S, k]
-  std::vector<float> weights;    // [S, k], normalised and scaled
+struct Routing {  // in the caller's arena
+  int32_t* experts;  // [S, k]
+  float* weights;    // [S, k], normalised and scaled
 };
 
 // x: ffn_norm output [S, D]; ids: the tokens (hash routing reads the current token).
-Routing moe_route(const MoeWeights& w, const ModelConfig& cfg, const float* x, const int32_t* ids, int64_t S,
-                  ThreadPool& pool);
+Routing moe_route(const MoeWeights& w, const float* x, const int32_t* ids, int64_t S, const ForwardContext& fc);
 // The layer's place in the forward: where its experts come from, its id there, and the next block's
 // MoE, whose gate predicts what a streaming store should prefetch.
 struct MoeContext {
@@ -29,13 +29,18 @@ struct MoeContext {
   const MoeWeights* next = nullptr;
   int next_layer = -1;
 };
-void moe_forward(const MoeWeights& w, const MoeContext& mc, const ModelConfig& cfg, const float* x, const int32_t* ids,
-                 int64_t S, const NumericsOptions& opt, ThreadPool& pool, float* out);
-// The ascending distinct expert ids of a routing's [S, k] picks.
-std::vector<int32_t> distinct_experts(const std::vector<int32_t>& routed, int n_experts);
+void moe_forward(const MoeWeights& w, const MoeContext& mc, const float* x, const int32_t* ids, int64_t S,
+                 const ForwardContext& fc, float* out);
+// The ascending distinct expert ids of n routed picks.
+std::vector<int32_t> distinct_experts(const int32_t* routed, size_t n, int n_experts);
+inline std::vector<int32_t> distinct_experts(const std::vector<int32_t>& routed, int n_experts) {
+  return distinct_experts(routed.data(), routed.size(), n_experts);
+}
 
 // One SwiGLU expert over S rows: out = w2(bf16-free h) with h = silu(min(g, L)) · clamp(u, ±L) · scale_s.
+// Its scratch comes from the calling thread's arena; expert_scratch_bytes(e, S) bounds it.
 void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const float* row_scale, float limit,
                     bool act_quant, ThreadPool& pool, float* out);
+size_t expert_scratch_bytes(const ExpertWeights& e, int64_t S, bool act_quant);
 
 }  // namespace dsv4

@@ -4,6 +4,7 @@
 // tokens gives the same result as one prefill.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "model/attention.h"
 #include "model/dspark.h"
 #include "model/expert_store.h"
+#include "model/forward_context.h"
 #include "model/options.h"
 #include "model/weights.h"
 
@@ -93,7 +95,12 @@ class Model {
   void set_expert_store(std::shared_ptr<ExpertStore> s);
   ExpertStore& expert_store() const { return *experts_; }
 
-  SequenceState new_sequence() const;
+  // Window rings and compressor slots have fixed sizes; compressed entries and index keys grow with
+  // the sequence. reserve_positions > 0 (the context limit, when the caller knows it) reserves their
+  // room up front, so no append up to it allocates: address space only, pages are touched as they
+  // fill. Without it they grow geometrically (std::vector), a reallocation every doubling. A copy
+  // (snapshot) holds only what is used and grows geometrically again.
+  SequenceState new_sequence(int64_t reserve_positions = 0) const;
 
   struct SeqInput {
     SequenceState* st;
@@ -109,6 +116,9 @@ class Model {
   // Consumes each sequence's ids at positions st.pos .. st.pos+S-1 (a prefill, a chunk, or a decode
   // step); all sequences share every matrix product. Results follow the input order.
   std::vector<ForwardResult> forward_batch(const std::vector<SeqInput>& in, const ForwardOptions& fo = {}) const;
+  // The same into `out`, whose vectors are reused: once a step of some shape has run, the next one
+  // allocates nothing (tests/model/test_no_alloc.cpp).
+  void forward_batch(const std::vector<SeqInput>& in, std::vector<ForwardResult>& out, const ForwardOptions& fo = {}) const;
   ForwardResult forward(SequenceState& st, const int32_t* ids, int64_t S, const ForwardOptions& fo = {}) const {
     return std::move(forward_batch({{&st, ids, S}}, fo)[0]);
   }
@@ -122,6 +132,7 @@ class Model {
   };
   // MTP at positions st.mtp_pos ..; returns each sequence's last-row logits [V].
   std::vector<std::vector<float>> mtp_forward_batch(const std::vector<MtpInput>& in) const;
+  void mtp_forward_batch(const std::vector<MtpInput>& in, std::vector<std::vector<float>>& out) const;  // reuses out
   std::vector<float> mtp_forward(SequenceState& st, const float* main_streams, const int32_t* next_ids,
                                  int64_t S) const {
     return std::move(mtp_forward_batch({{&st, main_streams, next_ids, S}})[0]);
@@ -138,17 +149,18 @@ class Model {
   }
 
  private:
-  void block_forward(const BlockWeights& b, const std::vector<BlockState*>& states, const std::vector<Segment>& segs,
-                     float* X, const int32_t* ids, std::vector<std::vector<int32_t>>* topk,
-                     const BlockWeights* next) const;
+  void block_forward(const BlockWeights& b, std::span<BlockState* const> states, Segments segs, float* X,
+                     const int32_t* ids, const Picks* topk, const BlockWeights* next, const ForwardContext& fc) const;
   const DSparkWeights& dspark_weights() const;  // fails clearly without a draft head
-  // Appends the stream means of every row to res[i].taps when block `layer` is a DSpark target.
-  void keep_taps(int layer, const float* X, const std::vector<Segment>& segs, std::vector<ForwardResult>& res) const;
-  void prefetch_hash_experts(const std::vector<int32_t>& ids) const;
-  std::vector<float> head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows) const;
+  // Writes the stream means of every row into res[i].taps when block `layer` is a DSpark target.
+  void keep_taps(int layer, const float* X, Segments segs, std::vector<ForwardResult>& res) const;
+  void prefetch_hash_experts(const int32_t* ids, size_t n) const;
+  // logits [rows, V] of the streams X [rows, n, D].
+  void head_logits(const HcWeights& hc, const FloatVec& norm, const float* X, int64_t rows, const ForwardContext& fc,
+                   float* logits) const;
   // The global pool is looked up per call: its size may change (--threads, tests).
   ThreadPool& pool() const;
-  const Rope& rope_for(LayerKind k) const { return has_compressor(k) ? rope_compressed_ : rope_window_; }
+  ForwardContext context() const;
 
   std::unique_ptr<Checkpoint> ckpt_;
   ModelConfig cfg_;
