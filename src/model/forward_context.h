@@ -4,7 +4,7 @@
 // and the calling thread's scratch arena. Model builds one per call (the global pool may change size
 // between calls); model functions take it instead of loose parameters.
 //
-// Scratch (architecture.md §4.21): every activation buffer of a step is taken from an arena
+// Scratch (architecture.md §5.6): every activation buffer of a step is taken from an arena
 // (core/arena.h) and given back when its function returns, so once a step of some shape has run,
 // the next step of that shape allocates nothing. Code inside a parallel loop takes from its own
 // thread's arena. Sizes that vary from step to step below a bound (how many tokens an expert gets,
