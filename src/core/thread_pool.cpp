@@ -4,6 +4,8 @@
 #include <chrono>
 #include <memory>
 
+#include "core/arena.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -84,6 +86,8 @@ void ThreadPool::run(Job fn, size_t n, size_t min_chunk) {
 }
 
 void ThreadPool::worker(int) {
+  // The first block of this thread's scratch now, not inside its first job.
+  thread_arena().reserve(0);
   uint64_t seen = 0;
   for (;;) {
     spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });

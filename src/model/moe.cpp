@@ -148,8 +148,9 @@ void moe_forward(const MoeWeights& w, const MoeContext& mc, const float* x, cons
   // budget): the experts then run in waves, each pinned while it runs and the next one prefetched.
   // Every pair's output is computed alone, so the waves change nothing in the result.
   const size_t wave = std::max<size_t>(1, std::min(jobs, mc.store.max_pinned()));
-  const ExpertWeights** views = arena.take<const ExpertWeights*>(jobs);
-  size_t* order = arena.take<size_t>(jobs);
+  // Sized by E, not by this step's job count, so routing never moves a later take.
+  const ExpertWeights** views = arena.take<const ExpertWeights*>(size_t(E));
+  size_t* order = arena.take<size_t>(size_t(E));
   for (size_t w0 = 0; w0 < jobs; w0 += wave) {
     const size_t nw = std::min(wave, jobs - w0);
     if (w0 + nw < jobs)
