@@ -39,8 +39,8 @@ struct Linear {
 
 // y[S, out] = x[S, in] · Wᵀ. With act_quant, each row of x goes through the FP8 1x128 round-trip
 // first (only for FP8/FP4 weights, as the numerics contract says); the round-tripped activations
-// are then exact in BF16 and the product runs on BF16 dot products where the CPU has them
-// (kernels/matmul_bf16.h), otherwise on fp32 FMAs.
+// are then exact in BF16 and the product runs on BF16 dot products where that path is selected
+// (kernels/matmul_bf16.h: available()), otherwise on fp32 FMAs.
 void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool);
 // ya = x · Aᵀ and yb = x · Bᵀ over the same activations (w1 and w3 of an expert): one round trip.
 void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, float* ya, float* yb, bool act_quant,
