@@ -51,6 +51,12 @@ void KVRows::resize(size_t rows) {
   data_.resize(rows * rb);
 }
 
+void KVRows::assign_encoded(const uint8_t* p, size_t rows) {
+  DSV4_CHECK(!undo_.active(), "KV rows replaced while marked");
+  size_ = rows;
+  data_.assign(p, p + rows * row_bytes());
+}
+
 void KVRows::rollback() {
   DSV4_CHECK(undo_.active(), "KV rows rolled back without a mark");
   size_ = undo_.limit();

@@ -57,6 +57,8 @@ class KVRows {
   size_t bytes() const { return data_.size(); }
   // The encoded rows, byte for byte (exact state comparisons).
   const std::vector<uint8_t>& encoded() const { return data_; }
+  // Replaces the rows by `rows` encoded rows of this layout (a state file read back); unmarked only.
+  void assign_encoded(const uint8_t* p, size_t rows);
 
   // mark(): the current rows and size become the rollback point (replacing an earlier one);
   // rollback(): back to them, bit for bit, still marked; release(): stop journaling.

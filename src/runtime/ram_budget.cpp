@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/mapped_file.h"
 #include "model/schema.h"
 #include "runtime/expert_cache.h"
@@ -55,11 +56,6 @@ uint64_t cgroup_limit() {
       if (c == "memory") take(read_u64_file("/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes"));
   }
   return best;
-}
-
-uint64_t fnv1a(uint64_t h, const void* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 0x100000001b3ull;
-  return h;
 }
 
 // Keeps the dense tensors' pages resident: mlock where the limit allows, else a read-ahead hint.
@@ -175,19 +171,25 @@ uint64_t default_ram_budget(const MemoryLimits& lim) {
   return m > headroom ? m - headroom : 0;
 }
 
-std::string routing_counts_path(const Model& m) {
+std::string user_cache_dir() {
   std::string dir;
   if (const char* d = std::getenv("DSV4_CACHE_DIR"); d && *d) dir = d;
   else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = std::string(x) + "/dsv4";
   else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache/dsv4";
   else return "";
-  // mkdir -p
+  return make_dirs(dir) ? dir : "";
+}
+
+bool make_dirs(const std::string& dir) {
   for (size_t i = 1; i <= dir.size(); ++i)
     if (i == dir.size() || dir[i] == '/') ::mkdir(dir.substr(0, i).c_str(), 0755);
   struct stat sb;
-  if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) return "";
-  // The model's identity: its config and every tensor's name and size, not its path (it may move).
-  uint64_t h = 0xcbf29ce484222325ull;
+  return ::stat(dir.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+uint64_t model_identity(const Model& m) {
+  // Its config and every tensor's name and size, not its path (it may move).
+  uint64_t h = kFnvBasis;
   std::string cfg;
   try {
     cfg = read_text_file(m.checkpoint().dir() + "/config.json");
@@ -198,7 +200,13 @@ std::string routing_counts_path(const Model& m) {
     h = fnv1a(h, name.data(), name.size());
     h = fnv1a(h, &t->nbytes, sizeof t->nbytes);
   }
-  return fmt::format("{}/routing-{:016x}.bin", dir, h);
+  return h;
+}
+
+std::string routing_counts_path(const Model& m) {
+  const std::string dir = user_cache_dir();
+  if (dir.empty()) return "";
+  return fmt::format("{}/routing-{:016x}.bin", dir, model_identity(m));
 }
 
 RamSetup apply_ram_budget(Model& m, std::optional<uint64_t> budget, bool quiet) {
