@@ -10,6 +10,7 @@
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "cli/ram_budget_args.h"
+#include "runtime/ram_budget.h"
 #include "runtime/scheduler.h"
 #include "tokenizer/model_fit.h"
 
@@ -29,6 +30,9 @@ struct GenerationArgs {
   int64_t ctx = 65536;
   int parallel = 1;
   double cache_mb = 1024;
+  std::string cache_dir;     // "": the user's cache folder for serve, none otherwise; "off": none
+  double cache_disk_mb = 4096;
+  bool server = false;
   std::string ram_budget;
   std::string spec = "off";
   int draft_max = 3;
@@ -46,6 +50,12 @@ struct GenerationArgs {
     c->add_flag("--no-act-quant", no_act_quant, "fp32 activations, no FP8/FP4 round-trips");
     c->add_option("--ctx", ctx, "context length per sequence (prompt + completion)");
     c->add_option("--cache-mb", cache_mb, "RAM budget of the prefix cache in MiB");
+    this->server = server;
+    c->add_option("--cache-dir", cache_dir,
+                  server ? "disk prefix cache folder, kept across restarts (default: $DSV4_CACHE_DIR, else "
+                           "$XDG_CACHE_HOME/dsv4, else ~/.cache/dsv4; off: none)"
+                         : "disk prefix cache folder, kept across restarts (default: off)");
+    c->add_option("--cache-disk-mb", cache_disk_mb, "size cap of the disk prefix cache in MiB");
     add_ram_budget_option(c, ram_budget);
     c->add_option("--spec", spec, "speculative decoding with the checkpoint's draft head: off, mtp or dspark")
         ->check(CLI::IsMember({"off", "mtp", "dspark"}));
@@ -82,6 +92,10 @@ struct GenerationArgs {
     so.max_parallel = parallel;
     so.max_context = ctx;
     so.prefix_cache_bytes = size_t(cache_mb * 1024 * 1024);
+    if (cache_dir == "off") so.cache_dir.clear();
+    else so.cache_dir = cache_dir.empty() && server ? user_cache_dir() : cache_dir;
+    if (cache_disk_mb < 0) fail("--cache-disk-mb must not be negative");
+    so.cache_disk_bytes = uint64_t(cache_disk_mb * 1024 * 1024);
     so.spec = {parse_spec_mode(spec), draft_max, draft_min_confidence};
     e->sched = std::make_unique<Scheduler>(*e->model, e->tok, so);
     return e;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "core/error.h"
@@ -88,6 +89,13 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
   for (int32_t v = 0; v < int32_t(model_.config().vocab_size); ++v)
     if (!tok_.has_token(v)) untokenizable_.push_back(v);
   drafter_ = make_drafter(model_, opt_.spec, untokenizable_);
+  if (!opt_.cache_dir.empty() && opt_.cache_disk_bytes > 0) {
+    try {
+      disk_ = std::make_unique<DiskCache>(model_, opt_.cache_dir, opt_.cache_disk_bytes);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "dsv4: no disk prefix cache: %s\n", e.what());  // RAM only, still correct
+    }
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -137,6 +145,7 @@ SchedulerStats Scheduler::stats() const {
   s.queued = queue_.size();
   s.cache_entries = cache_.size();
   s.cache_bytes = cache_bytes_;
+  if (disk_) s.disk = disk_->stats();
   return s;
 }
 
@@ -153,6 +162,7 @@ const Scheduler::CacheEntry* Scheduler::cache_lookup(const std::vector<int32_t>&
 }
 
 void Scheduler::cache_put(const std::vector<int32_t>& tokens, const SequenceState& st) {
+  if (disk_) disk_->put(tokens, st);
   if (tokens.empty() || opt_.prefix_cache_bytes == 0) return;
   const size_t bytes = state_bytes(st) + tokens.size() * 4;
   if (bytes > opt_.prefix_cache_bytes) return;
@@ -180,19 +190,32 @@ void Scheduler::admit(std::vector<std::unique_ptr<Active>>& active) {
     }
   }
   for (auto& a : fresh) {
-    const CacheEntry* hit = nullptr;
+    bool hit = false;
     {
       std::lock_guard<std::mutex> lk(mu_);
       ++stats_.cache_lookups;
       ++stats_.active;
-      hit = cache_lookup(a->req.prompt);
-      if (hit) {
-        a->st = hit->state;
-        a->fed = a->cached = int64_t(hit->tokens.size());
+      if (const CacheEntry* e = cache_lookup(a->req.prompt)) {
+        hit = true;
+        a->st = e->state;
+        a->fed = a->cached = int64_t(e->tokens.size());
         ++stats_.cache_hits;
         stats_.cache_hit_tokens += uint64_t(a->cached);
       }
     }
+    // The disk only for a longer prefix than RAM had (the last prompt token always runs).
+    if (disk_)
+      if (auto d = disk_->lookup(a->req.prompt, size_t(a->cached), a->req.prompt.size() - 1)) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (hit) stats_.cache_hit_tokens -= uint64_t(a->cached);
+        else ++stats_.cache_hits;
+        hit = true;
+        a->st = std::move(d->state);
+        a->fed = a->cached = int64_t(d->tokens.size());
+        stats_.cache_hit_tokens += uint64_t(a->cached);
+        ++stats_.disk_hits;
+        stats_.disk_hit_tokens += uint64_t(a->cached);
+      }
     if (!hit) a->st = model_.new_sequence();
     a->spec = drafter_ != nullptr;
     if (a->spec) drafter_->resync(a->st);
@@ -379,6 +402,10 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
         drafted.push_back(&a);
       }
       a.fed += in[i].S;
+      // Long prefills leave snapshots along the way, so a prompt sharing only their start finds one.
+      if (const int64_t I = opt_.disk_snapshot_interval; disk_ && I > 0 && a.fed / I != (a.fed - in[i].S) / I &&
+                                                        a.fed < a.prompt_len() - 1)
+        disk_->put({a.req.prompt.begin(), a.req.prompt.begin() + a.fed}, a.st);
       {
         std::lock_guard<std::mutex> lk(mu_);
         stats_.prefilled_tokens += uint64_t(in[i].S);

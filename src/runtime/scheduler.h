@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "model/transformer.h"
+#include "runtime/disk_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
@@ -62,6 +63,9 @@ struct SchedulerOptions {
   int64_t max_context = 65536;           // prompt + completion tokens per sequence
   int64_t prefill_chunk = 256;           // prompt tokens per sequence per step
   size_t prefix_cache_bytes = size_t(1) << 30;
+  std::string cache_dir{};               // the disk tier (runtime/disk_cache.h); empty: none
+  uint64_t cache_disk_bytes = uint64_t(4096) << 20;
+  int64_t disk_snapshot_interval = 2048;  // prompt tokens between disk snapshots of a long prefill (0: none)
   SpecOptions spec{};                    // speculative decoding (off by default)
 };
 
@@ -70,6 +74,8 @@ struct SchedulerStats {
   uint64_t active = 0, queued = 0;
   uint64_t prompt_tokens = 0, prefilled_tokens = 0, generated_tokens = 0;
   uint64_t cache_hits = 0, cache_lookups = 0, cache_hit_tokens = 0, cache_entries = 0, cache_bytes = 0;
+  uint64_t disk_hits = 0, disk_hit_tokens = 0;  // of cache_hits, those found on disk
+  DiskCacheStats disk;
   // Speculative decoding: verification steps that carried a draft, tokens drafted, drafts accepted.
   uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0;
   double busy_seconds = 0;
@@ -119,6 +125,7 @@ class Scheduler {
   SchedulerOptions opt_;
   std::vector<int32_t> untokenizable_;  // model ids the tokenizer cannot decode: never sampled
   std::unique_ptr<Drafter> drafter_;     // null: no speculative decoding
+  std::unique_ptr<DiskCache> disk_;      // null: no disk tier; outlives the loop thread
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Active>> queue_;

@@ -20,8 +20,10 @@ export const SKIP = missing;
 export const execFileP = promisify(execFile);
 
 // Starts `dsv4 serve -m MODEL --port 0 ARGS...` and resolves once it prints its address.
+// The disk prefix cache is off unless a test names --cache-dir: one test's files must not warm another's.
 export async function startServer(args = [], { timeoutMs = 120000, model = MODEL } = {}) {
-  const proc = spawn(BIN, ['serve', '-m', model, '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const disk = args.includes('--cache-dir') ? [] : ['--cache-dir', 'off'];
+  const proc = spawn(BIN, ['serve', '-m', model, '--port', '0', ...disk, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const url = await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`server did not start in time:\n${log}`)), timeoutMs);
