@@ -55,6 +55,14 @@ std::string Metrics::render(const SchedulerStats& s, const ConnectionStats& c, i
           double(s.cache_hit_tokens));
   gauge("dsv4_prefix_cache_entries", "Prefix cache entries.", double(s.cache_entries));
   gauge("dsv4_prefix_cache_bytes", "Prefix cache size in bytes.", double(s.cache_bytes));
+  counter("dsv4_disk_cache_hits_total", "Prefix cache hits served from the disk tier (--cache-dir).", double(s.disk_hits));
+  counter("dsv4_disk_cache_hit_tokens_total", "Prompt tokens restored from the disk tier.", double(s.disk_hit_tokens));
+  counter("dsv4_disk_cache_rejected_total", "Disk cache files refused (damaged, truncated or mismatched) and deleted.",
+          double(s.disk.rejected));
+  counter("dsv4_disk_cache_writes_total", "State files written by the disk tier.", double(s.disk.writes));
+  counter("dsv4_disk_cache_evictions_total", "State files evicted by the disk tier's size cap.", double(s.disk.evictions));
+  gauge("dsv4_disk_cache_files", "State files in the disk tier.", double(s.disk.files));
+  gauge("dsv4_disk_cache_bytes", "Disk tier size in bytes (as of its last write).", double(s.disk.bytes));
   counter("dsv4_busy_seconds_total", "Seconds the scheduler spent in model steps.", s.busy_seconds);
   const double busy = s.busy_seconds > 0 ? s.busy_seconds : 1;
   gauge("dsv4_generation_tokens_per_second", "Generated tokens per busy second, since start.",
