@@ -28,11 +28,12 @@ namespace dsv4 {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+}  // namespace
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
-}  // namespace
 
 ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes) : buf_(bytes / 4) {
   ThreadPool::global().parallel_for(buf_.size(), [&](size_t a, size_t b) {

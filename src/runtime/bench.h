@@ -50,6 +50,8 @@ double measure_disk_read(const Checkpoint& ck, double seconds = 2.0, int threads
 double measure_peak_flops(int reps = 5);
 // The same for BF16 dot products (vdpbf16ps, 4 flops per fp32 lane); 0 where the CPU has none.
 double measure_bf16_peak_flops(int reps = 5);
+// The middle element (the upper one of an even count): timings are quoted as medians.
+double median(std::vector<double> v);
 // Weight and KV bytes one decode token reads at context ctx (routed experts: k of E per layer).
 double decode_bytes_per_token(const Model& m, int64_t ctx);
 // FLOPs per token of a prefill of ctx tokens (linears, attention, indexer, compressors).

@@ -44,11 +44,6 @@ class CountingExperts final : public ExpertStore {
   std::vector<std::vector<uint8_t>> seen_;
 };
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 std::vector<BatchBenchResult> run_batch_bench(Model& m, int64_t ctx, const std::vector<int>& batches, int steps,
@@ -100,12 +95,12 @@ std::vector<BatchBenchResult> run_batch_bench(Model& m, int64_t ctx, const std::
     BatchBenchResult r;
     r.batch = B;
     r.ctx = ctx;
-    r.step_s = median_of(times);
+    r.step_s = median(times);
     r.tokens_per_s = B / r.step_s;
-    r.bytes_per_step = median_of(bytes);
+    r.bytes_per_step = median(bytes);
     r.experts_per_layer = (r.bytes_per_step - dense - B * kv) / expert / double(w.blocks.size());
     r.flops_per_step = B * flops_token;
-    r.read_bandwidth_bytes_per_s = median_of(bws);
+    r.read_bandwidth_bytes_per_s = median(bws);
     r.peak_flops_per_s = peak;
     r.dot = bf16 ? "bf16" : "fp32";
     const double t_bw = r.bytes_per_step / r.read_bandwidth_bytes_per_s, t_fl = r.flops_per_step / peak;
