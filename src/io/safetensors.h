@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/block_format.h"
 #include "core/dtype.h"
 #include "core/mapped_file.h"
 
@@ -14,6 +15,9 @@ namespace dsv4 {
 struct TensorInfo {
   std::string name;
   DType dtype = DType::F32;
+  // Block-quantised (core/block_format.h): shape is the logical [rows, cols] of weights and dtype is U8;
+  // the bytes are rows × block_row_bytes(format, cols).
+  BlockFormat format = BlockFormat::None;
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;  // points into the mapped shard
   size_t nbytes = 0;
