@@ -149,6 +149,9 @@ ModelConfig parse_config(const std::string& text, const std::string& src) {
     fail("{}: key 'num_key_value_heads' must be 1 (V4 shares one latent KV vector), got {}", src,
          j["num_key_value_heads"].dump());
   if (j.contains("expert_dtype") && j["expert_dtype"].is_string()) c.expert_dtype = j["expert_dtype"];
+  if (j.contains("quantization_config") && j["quantization_config"].is_object() &&
+      j["quantization_config"].contains("quant_method") && j["quantization_config"]["quant_method"].is_string())
+    c.quant_method = j["quantization_config"]["quant_method"];
   if (j.contains("dspark_block_size")) {
     c.dspark_block_size = r.positive("dspark_block_size");
     c.dspark_markov_rank = r.positive("dspark_markov_rank");

@@ -33,6 +33,9 @@ struct ModelConfig {
   double hc_eps = 1e-6, norm_eps = 1e-6;
   int n_mtp_layers = 0;         // stages after the backbone, from compress_ratios
   std::string expert_dtype;     // informational: formats come from tensor dtypes
+  // quantization_config.quant_method: "fp8" in official checkpoints, kept by converters that dequantise
+  // (the activation round trip still applies, model/weights.cpp); empty when absent.
+  std::string quant_method;
   int bos_token_id = 0, eos_token_id = 1;
   int64_t max_position_embeddings = 0;
   // DSpark (0731); dspark_block_size == 0 when absent.

@@ -25,6 +25,33 @@ std::string TensorInfo::shape_str() const {
   return s + "]";
 }
 
+namespace {
+// A U8 [rows, row bytes] tensor named "<format>:<cols>" in the metadata becomes a logical [rows, cols] view.
+template <class Bad>
+void apply_block_format(TensorInfo& t, const json& v, const Bad& bad) {
+  const std::string s = v.is_string() ? v.get<std::string>() : std::string();
+  const size_t colon = s.find(':');
+  BlockFormat f{};
+  if (colon == std::string::npos || !parse_block_format(std::string_view(s).substr(0, colon), f))
+    bad(fmt::format("block format {} is not <format>:<columns> with a known format", v.dump()));
+  int64_t cols = 0;
+  try {
+    size_t used = 0;
+    cols = std::stoll(s.substr(colon + 1), &used);
+    if (used != s.size() - colon - 1) cols = 0;
+  } catch (const std::exception&) {
+    cols = 0;
+  }
+  const auto& info = block_info(f);
+  if (cols <= 0 || cols % info.elems) bad(fmt::format("block format {}: columns must be a positive multiple of {}", s, info.elems));
+  if (t.dtype != DType::U8 || t.shape.size() != 2 || t.shape[1] != block_row_bytes(f, cols))
+    bad(fmt::format("a {} tensor of {} columns must be U8 [rows, {}], not {} {}", block_name(f), cols,
+                    block_row_bytes(f, cols), dtype_name(t.dtype), t.shape_str()));
+  t.format = f;
+  t.shape[1] = cols;
+}
+}  // namespace
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   const size_t size = file_.size();
   if (size < 8) fail("{}: truncated safetensors file ({} bytes, no header length)", path, size);
@@ -42,6 +69,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   const uint8_t* base = file_.data() + 8 + hlen;
   const uint64_t data_size = size - 8 - hlen;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
+  const json block_formats = header.contains("__metadata__") && header["__metadata__"].is_object()
+                                ? header["__metadata__"] : json::object();
+  for (auto& item : block_formats.items()) {
+    const std::string& key = item.key();
+    if (key.rfind(kBlockFormatKeyPrefix, 0) == 0 && !header.contains(key.substr(kBlockFormatKeyPrefix.size())))
+      fail("{}: __metadata__ names a block format for '{}', which is not a tensor of the file", path,
+           key.substr(kBlockFormatKeyPrefix.size()));
+  }
   for (auto& item : header.items()) {
     // Plain references, not a structured binding: clang 14 rejects lambdas capturing bindings.
     const std::string& name = item.key();
@@ -78,6 +113,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
                       dtype_name(t.dtype), want));
     t.data = base + b;
     t.nbytes = size_t(e - b);
+    if (block_formats.contains(std::string(kBlockFormatKeyPrefix) + name))
+      apply_block_format(t, block_formats[std::string(kBlockFormatKeyPrefix) + name], bad);
     spans.emplace_back(b, e);
     tensors_.emplace(name, std::move(t));
   }

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/block_format.h"
@@ -28,10 +29,14 @@ struct TensorInfo {
   std::string shape_str() const;
 };
 
+// The header's __metadata__ key naming a block-quantised tensor's format: "<prefix><tensor>" = "<format>:<cols>"
+// (e.g. "q4_k:4096"); the tensor itself is U8 [rows, rows' bytes].
+inline constexpr std::string_view kBlockFormatKeyPrefix = "dsv4.block_format.";
+
 class SafetensorsFile {
  public:
   // Maps the file and validates its header: length bounds, JSON, dtypes, offsets inside the
-  // data region, byte size = shape x dtype, no overlapping tensors.
+  // data region, byte size = shape x dtype, no overlapping tensors, block formats that fit their bytes.
   explicit SafetensorsFile(const std::string& path);
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::string& path() const { return file_.path(); }

@@ -5,14 +5,18 @@
 #include <string>
 #include <vector>
 
+#include "core/block_format.h"
 #include "core/dtype.h"
 
 namespace dsv4 {
 
+// A block-quantised tensor (format != None) is declared with its logical [rows, cols] shape and stored
+// as U8 [rows, row bytes], its format named in the header's __metadata__ (io/safetensors.h).
 struct TensorDecl {
   std::string name;
   DType dtype;
   std::vector<int64_t> shape;
+  BlockFormat format = BlockFormat::None;
   size_t nbytes() const;
 };
 
