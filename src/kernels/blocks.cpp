@@ -29,8 +29,6 @@ uint16_t f32_to_f16(float f) {
   return uint16_t(sign | ((r - 0x38000000u) >> 13));
 }
 
-float e8m0_half(uint8_t e) { return e < 2 ? bits_to_f32(0x00200000u << e) : bits_to_f32(uint32_t(e - 1) << 23); }
-
 }  // namespace detail
 
 using namespace detail;

@@ -31,10 +31,17 @@ void dot_rows_ref(BlockFormat f, const uint8_t* w, int64_t k, int64_t o0, int64_
 // Format facts shared by the scalar and SIMD code.
 namespace detail {
 uint16_t f32_to_f16(float f);  // round to nearest even, overflow to ±inf
-float e8m0_half(uint8_t e);    // 2^(e-128): ggml's MXFP4 scale (its value table is doubled)
+// 2^(e-128): ggml's MXFP4 scale (its value table is doubled); inline, as the decoders call it per block.
+inline float e8m0_half(uint8_t e) {
+  const uint32_t u = e < 2 ? 0x00200000u << e : uint32_t(e - 1) << 23;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
 extern const int8_t kMxfp4Values[16];   // e2m1 × 2
 extern const uint64_t kIq2xxsGrid[256];  // 8 magnitudes per entry, byte j = element j
 extern const uint8_t kIq2Signs[128];     // 7 sign bits + the even-parity eighth
+extern const uint64_t kIq2SignMask[128];  // kIq2Signs as byte masks: 0xFF where element j is negative
 // Q4_K / Q5_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
 inline void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
   if (j < 4) {

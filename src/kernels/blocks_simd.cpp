@@ -30,24 +30,53 @@ using D8 = hn::Rebind<uint8_t, DF>;
 using DS8 = hn::Rebind<int8_t, DF>;
 using VU = hn::Vec<DU>;
 
+// fp16 block scales: one F16C instruction where the target has it (an out-of-line call per block
+// would cost more than the block's vector work), the exact scalar codec elsewhere.
 HWY_INLINE float HalfAt(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  return _cvtsh_ss(h);
+#else
   return f16_to_f32(h);
+#endif
 }
 HWY_INLINE VU Bytes(const uint8_t* p) { return hn::PromoteTo(DU(), hn::LoadU(D8(), p)); }
 HWY_INLINE VF IntToF(VU v) { return hn::ConvertTo(DF(), hn::BitCast(DI(), v)); }
 HWY_INLINE VU Low4(VU c) { return hn::And(c, hn::Set(DU(), 15u)); }
-HWY_INLINE VU Bit(VU c, int shift, uint32_t mask) { return hn::And(hn::ShiftRightSame(c, shift), hn::Set(DU(), mask)); }
-HWY_INLINE int64_t Lanes() { return int64_t(hn::Lanes(DF())); }
+template <int kShift>
+HWY_INLINE VU Bits2(VU c) { return hn::And(hn::ShiftRight<kShift>(c), hn::Set(DU(), 3u)); }
+template <int kShift>
+HWY_INLINE VU Bit1(VU c) { return hn::And(hn::ShiftRight<kShift>(c), hn::Set(DU(), 1u)); }
+constexpr int64_t kN = int64_t(hn::MaxLanes(DF()));
+HWY_INLINE int64_t Lanes() { return kN; }
 
-// ---- decoders: sink(i, v) receives weights [i, i + N) of the block, i increasing ----
+// n (a multiple of 8) small integers as floats times m, into out: the per-block scale tables, built
+// with vector code (scalar conversions per sub-block would cost as much as the block's weights).
+template <typename T>
+HWY_INLINE void ScaleTable(const T* v, int n, float m, float* out) {
+  const hn::CappedTag<float, 8> d8f;
+  const hn::Rebind<T, decltype(d8f)> dt;
+  const auto mv = hn::Set(d8f, m);
+  constexpr int64_t M = int64_t(hn::MaxLanes(d8f));
+  for (int64_t i = 0; i < n; i += M)
+    hn::StoreU(hn::Mul(hn::ConvertTo(d8f, hn::PromoteTo(hn::RebindToSigned<decltype(d8f)>(), hn::LoadU(dt, v + i))), mv),
+               d8f, out + i);
+}
+
+// Keeps a just-written scale table in memory: GCC would otherwise hold it in registers and extract
+// every lane with shuffles, which compete with the decode for the vector ports; broadcasts from
+// memory use the load ports instead.
+HWY_INLINE void InMemory(const float* p) { asm volatile("" : : "r"(p) : "memory"); }
+
+// The helpers below are templates on compile-time shifts: with every loop unrolled, each vector
+// costs one widening load, one or two bit operations, a convert and one or two FMAs/multiplies.
 
 template <class Sink>
 HWY_INLINE void DecQ8_0(const uint8_t* b, const Sink& sink) {
   const VF d = hn::Set(DF(), HalfAt(b));
-  const int64_t N = Lanes();
-  for (int64_t i = 0; i < 32; i += N) {
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < 32; i += kN) {
     const auto q = hn::PromoteTo(DI(), hn::LoadU(DS8(), reinterpret_cast<const int8_t*>(b + 2 + i)));
     sink(i, hn::Mul(hn::ConvertTo(DF(), q), d));
   }
@@ -57,145 +86,229 @@ template <class Sink>
 HWY_INLINE void DecQ4_0(const uint8_t* b, const Sink& sink) {
   const VF d = hn::Set(DF(), HalfAt(b));
   const auto off = hn::Set(DI(), 8);
-  const int64_t N = Lanes();
-  for (int half = 0; half < 2; ++half)
-    for (int64_t i = 0; i < 16; i += N) {
-      const VU c = Bytes(b + 2 + i);
-      const VU q = half ? hn::ShiftRight<4>(c) : Low4(c);
-      sink(16 * half + i, hn::Mul(hn::ConvertTo(DF(), hn::Sub(hn::BitCast(DI(), q), off)), d));
-    }
+  VU c[16 / kN + 1];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < 16; i += kN) c[i / kN] = Bytes(b + 2 + i);
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < 16; i += kN)
+    sink(i, hn::Mul(hn::ConvertTo(DF(), hn::Sub(hn::BitCast(DI(), Low4(c[i / kN])), off)), d));
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < 16; i += kN)
+    sink(16 + i, hn::Mul(hn::ConvertTo(DF(), hn::Sub(hn::BitCast(DI(), hn::ShiftRight<4>(c[i / kN])), off)), d));
 }
 
 template <class Sink>
 HWY_INLINE void DecMxfp4(const uint8_t* b, const Sink& sink) {
   const float ds = e8m0_half(b[0]);
-  const VF d = hn::Set(DF(), ds);
 #if HWY_TARGET == HWY_SCALAR
+  const VF d = hn::Set(DF(), ds);
   for (int half = 0; half < 2; ++half)
     for (int i = 0; i < 16; ++i)
       sink(16 * half + i, hn::Mul(hn::Set(DF(), float(kMxfp4Values[(b[1 + i] >> (4 * half)) & 15])), d));
+#elif HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  // vpermps reads the low 4 bits of each index: the 16 values times the scale, one permute a vector
+  // (value × 2^e is exact, so the table product equals the scalar one).
+  alignas(64) static constexpr float kTab[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  const VF t = hn::Mul(hn::Load(DF(), kTab), hn::Set(DF(), ds));
+  const VU c = Bytes(b + 1);
+  sink(0, VF{_mm512_permutexvar_ps(c.raw, t.raw)});
+  sink(16, VF{_mm512_permutexvar_ps(hn::ShiftRight<4>(c).raw, t.raw)});
 #else
   // One byte shuffle looks up the 16-entry value table for N nibbles.
+  const VF d = hn::Set(DF(), ds);
   const hn::Full128<int8_t> d16;
   const auto table = hn::LoadU(d16, kMxfp4Values);
-  const int64_t N = Lanes();
+  hn::Vec<D8> c[16 / kN];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < 16; i += kN) c[i / kN] = hn::LoadU(D8(), b + 1 + i);
+#pragma GCC unroll 2
   for (int half = 0; half < 2; ++half)
-    for (int64_t i = 0; i < 16; i += N) {
-      const auto c = hn::LoadU(D8(), b + 1 + i);
-      const auto idx = half ? hn::ShiftRight<4>(c) : hn::And(c, hn::Set(D8(), uint8_t(15)));
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < 16; i += kN) {
+      const auto idx = half ? hn::ShiftRight<4>(c[i / kN]) : hn::And(c[i / kN], hn::Set(D8(), uint8_t(15)));
       const auto v = hn::TableLookupBytes(table, hn::BitCast(DS8(), idx));
       sink(16 * half + i, hn::Mul(hn::ConvertTo(DF(), hn::PromoteTo(DI(), v)), d));
     }
 #endif
 }
 
+// Q2_K / Q3_K: the 2-bit plane at shift 2j of the 32 bytes of half h holds elements 128h + 32j + l.
+template <int kJ, class Sink>
+HWY_INLINE void Q2Plane(const uint8_t* qs, int h, const float* dl, const float* ml, const Sink& sink) {
+#pragma GCC unroll 8
+  for (int64_t l = 0; l < 32; l += kN) {
+    const int64_t e = 128 * h + 32 * kJ + l;
+    const VU q = Bits2<2 * kJ>(Bytes(qs + 32 * h + l));
+    sink(e, hn::MulSub(hn::Set(DF(), dl[e / 16]), IntToF(q), hn::Set(DF(), ml[e / 16])));
+  }
+}
+
+// Products d·sc·q of the K formats are exact in fp32 (at most 24 significant bits), so a fused
+// multiply-subtract rounds once, exactly as the scalar multiply then subtract does.
 template <class Sink>
 HWY_INLINE void DecQ2K(const uint8_t* b, const Sink& sink) {
-  const uint8_t* qs = b + 16;
-  const float d = HalfAt(b + 80), dmin = HalfAt(b + 82);
-  const int64_t N = Lanes();
-  for (int h = 0; h < 2; ++h)
-    for (int j = 0; j < 4; ++j)
-      for (int64_t l = 0; l < 32; l += N) {
-        const int e = 128 * h + 32 * j + int(l);
-        const uint8_t sc = b[e / 16];
-        const VF dl = hn::Set(DF(), d * float(sc & 15)), ml = hn::Set(DF(), dmin * float(sc >> 4));
-        const VU q = Bit(Bytes(qs + 32 * h + l), 2 * j, 3u);
-        sink(e, hn::Sub(hn::Mul(dl, IntToF(q)), ml));
-      }
+  alignas(64) float dl[16], ml[16];
+  uint8_t lo[16], hi[16];
+  for (int j = 0; j < 16; ++j) lo[j] = b[j] & 15, hi[j] = b[j] >> 4;
+  ScaleTable(lo, 16, HalfAt(b + 80), dl);
+  ScaleTable(hi, 16, HalfAt(b + 82), ml);
+  InMemory(dl);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    Q2Plane<0>(b + 16, h, dl, ml, sink);
+    Q2Plane<1>(b + 16, h, dl, ml, sink);
+    Q2Plane<2>(b + 16, h, dl, ml, sink);
+    Q2Plane<3>(b + 16, h, dl, ml, sink);
+  }
+}
+
+// Q3_K's sixteen 6-bit scales, unpacked four at a time in 32-bit words (s: the 12 packed bytes).
+HWY_INLINE void Q3Scales(const uint8_t* s, int8_t* out) {
+  uint32_t a0, a1, t;
+  std::memcpy(&a0, s, 4);
+  std::memcpy(&a1, s + 4, 4);
+  std::memcpy(&t, s + 8, 4);
+  const uint32_t m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+  // Bytewise x − 32 without borrows: set each byte's top bit, subtract, flip it back.
+  auto minus32 = [](uint32_t x) { return ((x | 0x80808080u) - 0x20202020u) ^ 0x80808080u; };
+  const uint32_t w[4] = {minus32((a0 & m4) | ((t & m2) << 4)), minus32((a1 & m4) | (((t >> 2) & m2) << 4)),
+                         minus32(((a0 >> 4) & m4) | (((t >> 4) & m2) << 4)),
+                         minus32(((a1 >> 4) & m4) | (((t >> 6) & m2) << 4))};
+  std::memcpy(out, w, 16);
+}
+
+template <int kJ, class Sink>
+HWY_INLINE void Q3Plane(const uint8_t* b, int h, const float* dl, const Sink& sink) {
+  const auto four = hn::Set(DI(), 4);
+#pragma GCC unroll 8
+  for (int64_t l = 0; l < 32; l += kN) {
+    const int64_t e = 128 * h + 32 * kJ + l;
+    const VU q = Bits2<2 * kJ>(Bytes(b + 32 + 32 * h + l));
+    const VU hm = Bytes(b + l);
+    const VU hb = h ? Bit1<4 + kJ>(hm) : Bit1<kJ>(hm);
+    const auto qi = hn::Sub(hn::BitCast(DI(), hn::Or(q, hn::ShiftLeft<2>(hb))), four);
+    sink(e, hn::Mul(hn::Set(DF(), dl[e / 16]), hn::ConvertTo(DF(), qi)));
+  }
 }
 
 template <class Sink>
 HWY_INLINE void DecQ3K(const uint8_t* b, const Sink& sink) {
-  const uint8_t* qs = b + 32;
-  const float d = HalfAt(b + 108);
-  const auto four = hn::Set(DI(), 4);
-  const int64_t N = Lanes();
-  for (int h = 0; h < 2; ++h)
-    for (int j = 0; j < 4; ++j)
-      for (int64_t l = 0; l < 32; l += N) {
-        const int e = 128 * h + 32 * j + int(l);
-        const VF dl = hn::Set(DF(), d * float(q3k_scale(e / 16, b + 96)));
-        const VU q = Bit(Bytes(qs + 32 * h + l), 2 * j, 3u);
-        const VU hb = Bit(Bytes(b + l), 4 * h + j, 1u);
-        const auto qi = hn::Sub(hn::BitCast(DI(), hn::Or(q, hn::ShiftLeft<2>(hb))), four);
-        sink(e, hn::Mul(dl, hn::ConvertTo(DF(), qi)));
-      }
+  alignas(64) float dl[16];
+  int8_t sc[16];
+  Q3Scales(b + 96, sc);
+  ScaleTable(sc, 16, HalfAt(b + 108), dl);
+  InMemory(dl);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    Q3Plane<0>(b, h, dl, sink);
+    Q3Plane<1>(b, h, dl, sink);
+    Q3Plane<2>(b, h, dl, sink);
+    Q3Plane<3>(b, h, dl, sink);
+  }
+}
+
+// Q4_K / Q5_K: the eight 6-bit scales and mins from the 12 packed bytes, four at a time.
+HWY_INLINE void K4Scales(const uint8_t* s, uint8_t* sc, uint8_t* mn) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, s, 4);
+  std::memcpy(&w1, s + 4, 4);
+  std::memcpy(&w2, s + 8, 4);
+  const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+  const uint32_t a[2] = {w0 & m6, (w2 & m4) | (((w0 >> 6) & m2) << 4)};
+  const uint32_t m[2] = {w1 & m6, ((w2 >> 4) & m4) | (((w1 >> 6) & m2) << 4)};
+  std::memcpy(sc, a, 8);
+  std::memcpy(mn, m, 8);
+}
+
+template <bool kFive, int kJ, class Sink>
+HWY_INLINE void K4Sub(const uint8_t* b, const float* d1, const float* m1, const Sink& sink) {
+  const uint8_t* qs = b + (kFive ? 48 : 16);
+#pragma GCC unroll 8
+  for (int64_t l = 0; l < 32; l += kN) {
+    const VU c = Bytes(qs + 32 * (kJ / 2) + l);
+    VU q = kJ % 2 ? hn::ShiftRight<4>(c) : Low4(c);
+    if (kFive) q = hn::Or(q, hn::ShiftLeft<4>(Bit1<kJ>(Bytes(b + 16 + l))));
+    sink(32 * kJ + l, hn::MulSub(hn::Set(DF(), d1[kJ]), IntToF(q), hn::Set(DF(), m1[kJ])));
+  }
 }
 
 template <bool kFive, class Sink>
 HWY_INLINE void DecQ45K(const uint8_t* b, const Sink& sink) {
-  const float d = HalfAt(b), dmin = HalfAt(b + 2);
-  const uint8_t* qh = b + 16;
-  const uint8_t* qs = b + (kFive ? 48 : 16);
-  const int64_t N = Lanes();
-  for (int j = 0; j < 8; ++j) {
-    uint8_t sc, m;
-    scale_min_k4(j, b + 4, sc, m);
-    const VF d1 = hn::Set(DF(), d * float(sc)), m1 = hn::Set(DF(), dmin * float(m));
-    for (int64_t l = 0; l < 32; l += N) {
-      const VU c = Bytes(qs + 32 * (j / 2) + l);
-      VU q = j % 2 ? hn::ShiftRight<4>(c) : Low4(c);
-      if (kFive) q = hn::Or(q, hn::ShiftLeft<4>(Bit(Bytes(qh + l), j, 1u)));
-      sink(32 * j + l, hn::Sub(hn::Mul(d1, IntToF(q)), m1));
-    }
+  alignas(32) float d1[8], m1[8];
+  uint8_t sc[8], mn[8];
+  K4Scales(b + 4, sc, mn);
+  ScaleTable(sc, 8, HalfAt(b), d1);
+  ScaleTable(mn, 8, HalfAt(b + 2), m1);
+  InMemory(d1);
+  K4Sub<kFive, 0>(b, d1, m1, sink);
+  K4Sub<kFive, 1>(b, d1, m1, sink);
+  K4Sub<kFive, 2>(b, d1, m1, sink);
+  K4Sub<kFive, 3>(b, d1, m1, sink);
+  K4Sub<kFive, 4>(b, d1, m1, sink);
+  K4Sub<kFive, 5>(b, d1, m1, sink);
+  K4Sub<kFive, 6>(b, d1, m1, sink);
+  K4Sub<kFive, 7>(b, d1, m1, sink);
+}
+
+template <int kQ, class Sink>
+HWY_INLINE void Q6Quarter(const uint8_t* b, int h, const float* dl, const Sink& sink) {
+  const auto off = hn::Set(DI(), 32);
+#pragma GCC unroll 8
+  for (int64_t l = 0; l < 32; l += kN) {
+    const int64_t e = 128 * h + 32 * kQ + l;
+    const VU c = Bytes(b + 64 * h + 32 * (kQ % 2) + l);
+    const VU lo = kQ < 2 ? Low4(c) : hn::ShiftRight<4>(c);
+    const VU hi = Bits2<2 * kQ>(Bytes(b + 128 + 32 * h + l));
+    const auto q = hn::Sub(hn::BitCast(DI(), hn::Or(lo, hn::ShiftLeft<4>(hi))), off);
+    sink(e, hn::Mul(hn::Set(DF(), dl[e / 16]), hn::ConvertTo(DF(), q)));
   }
 }
 
 template <class Sink>
 HWY_INLINE void DecQ6K(const uint8_t* b, const Sink& sink) {
-  const uint8_t* ql = b;
-  const uint8_t* qh = b + 128;
-  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-  const float d = HalfAt(b + 208);
-  const auto off = hn::Set(DI(), 32);
-  const int64_t N = Lanes();
-  for (int h = 0; h < 2; ++h)
-    for (int qq = 0; qq < 4; ++qq)
-      for (int64_t l = 0; l < 32; l += N) {
-        const int e = 128 * h + 32 * qq + int(l);
-        const VF dl = hn::Set(DF(), d * float(sc[e / 16]));
-        const VU c = Bytes(ql + 64 * h + 32 * (qq % 2) + l);
-        const VU lo = qq < 2 ? Low4(c) : hn::ShiftRight<4>(c);
-        const VU hi = Bit(Bytes(qh + 32 * h + l), 2 * qq, 3u);
-        const auto q = hn::Sub(hn::BitCast(DI(), hn::Or(lo, hn::ShiftLeft<4>(hi))), off);
-        sink(e, hn::Mul(dl, hn::ConvertTo(DF(), q)));
-      }
-}
-
-// The byte-wise sign masks of kIq2Signs: 0xFF in byte j where element j is negative.
-struct Iq2Masks {
-  uint64_t m[128];
-  Iq2Masks() {
-    for (int i = 0; i < 128; ++i) {
-      m[i] = 0;
-      for (int j = 0; j < 8; ++j)
-        if ((kIq2Signs[i] >> j) & 1) m[i] |= uint64_t(0xff) << (8 * j);
-    }
+  alignas(64) float dl[16];
+  ScaleTable(reinterpret_cast<const int8_t*>(b + 192), 16, HalfAt(b + 208), dl);
+  InMemory(dl);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    Q6Quarter<0>(b, h, dl, sink);
+    Q6Quarter<1>(b, h, dl, sink);
+    Q6Quarter<2>(b, h, dl, sink);
+    Q6Quarter<3>(b, h, dl, sink);
   }
-};
+}
 
 template <class Sink>
 HWY_INLINE void DecIq2xxs(const uint8_t* b, const Sink& sink) {
-  static const Iq2Masks masks;
   const float d = HalfAt(b);
-  const int64_t N = Lanes();
   alignas(32) int8_t q[32];
+#pragma GCC unroll 8
   for (int ib = 0; ib < 8; ++ib) {
     const uint8_t* p = b + 2 + 8 * ib;
     uint32_t aux;
     std::memcpy(&aux, p + 4, 4);
     const VF db = hn::Set(DF(), d * (0.5f + float(aux >> 28)) * 0.25f);
+    uint64_t v[4];
+#pragma GCC unroll 4
     for (int l = 0; l < 4; ++l) {
       // Negating a byte is (g ^ 0xFF) + 1; grid bytes are ≥ 8, so no carry crosses bytes.
-      const uint64_t m = masks.m[(aux >> (7 * l)) & 127];
-      const uint64_t v = (kIq2xxsGrid[p[l]] ^ m) + (m & 0x0101010101010101ull);
-      std::memcpy(q + 8 * l, &v, 8);
+      const uint64_t m = kIq2SignMask[(aux >> (7 * l)) & 127];
+      v[l] = (kIq2xxsGrid[p[l]] ^ m) + (m & 0x0101010101010101ull);
     }
-    for (int64_t i = 0; i < 32; i += N) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    // Into registers directly: a 16-byte load of two 8-byte stores would miss store forwarding.
+    const __m128i lo = _mm_set_epi64x(int64_t(v[1]), int64_t(v[0])), hi = _mm_set_epi64x(int64_t(v[3]), int64_t(v[2]));
+    sink(32 * ib, hn::Mul(db, VF{_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))}));
+    sink(32 * ib + 16, hn::Mul(db, VF{_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))}));
+    (void)q;
+#else
+    std::memcpy(q, v, 32);
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < 32; i += kN) {
       const auto qi = hn::PromoteTo(DI(), hn::LoadU(DS8(), q + i));
       sink(32 * ib + i, hn::Mul(db, hn::ConvertTo(DF(), qi)));
     }
+#endif
   }
 }
 

@@ -70,4 +70,17 @@ const uint8_t kIq2Signs[128] = {DSV4_S8(0),  DSV4_S8(8),  DSV4_S8(16), DSV4_S8(2
                                 DSV4_S8(96), DSV4_S8(104), DSV4_S8(112), DSV4_S8(120)};
 #undef DSV4_S8
 
+static constexpr uint64_t mask_entry(int i) {
+  uint64_t m = 0;
+  for (int j = 0; j < 8; ++j)
+    if ((sign_entry(i) >> j) & 1) m |= uint64_t(0xff) << (8 * j);
+  return m;
+}
+#define DSV4_M8(i) mask_entry(i), mask_entry(i + 1), mask_entry(i + 2), mask_entry(i + 3), \
+                   mask_entry(i + 4), mask_entry(i + 5), mask_entry(i + 6), mask_entry(i + 7)
+const uint64_t kIq2SignMask[128] = {DSV4_M8(0),  DSV4_M8(8),  DSV4_M8(16),  DSV4_M8(24),  DSV4_M8(32),  DSV4_M8(40),
+                                    DSV4_M8(48), DSV4_M8(56), DSV4_M8(64),  DSV4_M8(72),  DSV4_M8(80),  DSV4_M8(88),
+                                    DSV4_M8(96), DSV4_M8(104), DSV4_M8(112), DSV4_M8(120)};
+#undef DSV4_M8
+
 }  // namespace dsv4::blocks::detail
