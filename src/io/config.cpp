@@ -8,6 +8,8 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/gguf_deepseek4.h"
 
 namespace dsv4 {
 
@@ -281,6 +283,8 @@ LayerKind ModelConfig::layer_kind(int layer) const {
 }
 
 ModelConfig load_config(const std::string& dir) {
+  // A llama.cpp deepseek4 GGUF: its metadata stands for config.json (io/gguf_deepseek4.h).
+  if (is_gguf_path(dir)) return parse_config(gguf_deepseek4_config_json(GgufModel(dir)), dir);
   if (!std::filesystem::is_directory(dir)) fail("checkpoint folder {} does not exist", dir);
   auto path = (std::filesystem::path(dir) / "config.json").string();
   if (!std::filesystem::exists(path)) fail("{}: no config.json in the checkpoint folder", dir);

@@ -54,6 +54,7 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
 // The inverse: the official config.json for `c` (every key parse_config reads, plus the informational
 // ones the official uploads carry), in their order. Kept beside the parser so both list the same keys.
 std::string to_hf_config_json(const ModelConfig& c, int indent = 2);
+// checkpoint_dir: a folder with config.json, or a deepseek4 .gguf file (any shard).
 ModelConfig load_config(const std::string& checkpoint_dir);
 
 }  // namespace dsv4

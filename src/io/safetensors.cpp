@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "io/gguf.h"
 
 namespace dsv4 {
 
@@ -147,6 +148,10 @@ void check_shard(const std::string& dir, const std::string& shard, const std::st
 }  // namespace
 
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
+  if (is_gguf_path(dir)) {
+    open_gguf(dir);
+    return;
+  }
   if (!fs::is_directory(dir)) fail("checkpoint folder {} does not exist", dir);
   const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
   std::map<std::string, std::string> weight_map;  // tensor -> shard file name
@@ -209,6 +214,7 @@ Checkpoint::Location Checkpoint::locate(const uint8_t* p) const {
     const MappedFile& m = f->mapped();
     if (p >= m.data() && p < m.data() + m.size()) return {&m.path(), uint64_t(p - m.data())};
   }
+  if (gguf_) return locate_gguf(p);
   fail("address {} lies in no shard of {}", static_cast<const void*>(p), dir_);
 }
 

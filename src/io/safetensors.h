@@ -1,6 +1,7 @@
 #pragma once
 // Safetensors shards, memory-mapped and validated; a Checkpoint is the union of a folder's shards.
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,15 +48,19 @@ class SafetensorsFile {
   std::map<std::string, TensorInfo> tensors_;
 };
 
+class GgufModel;
+
 class Checkpoint {
  public:
-  // dir holds model.safetensors.index.json (sharded) or one or more *.safetensors files.
+  // dir holds model.safetensors.index.json (sharded) or one or more *.safetensors files; or `dir` is a
+  // .gguf file (any shard of a split) of llama.cpp's deepseek4 architecture, seen under the native names
+  // (io/gguf_deepseek4.cpp).
   explicit Checkpoint(const std::string& dir);
   const TensorInfo* find(const std::string& name) const;
   const TensorInfo& get(const std::string& name) const;  // throws naming the tensor
   const std::map<std::string, const TensorInfo*>& tensors() const { return index_; }
   const std::string& dir() const { return dir_; }
-  size_t num_files() const { return files_.size(); }
+  size_t num_files() const;
   // Where mapped bytes lie on disk, for readers that bypass the map (the expert cache's direct reads).
   struct Location {
     const std::string* path = nullptr;
@@ -67,6 +72,13 @@ class Checkpoint {
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorInfo*> index_;
+  // The GGUF branch: the shards, and the TensorInfos made for them (views into the map, but for
+  // owned_bytes_, the tid2eid tables widened to I64).
+  void open_gguf(const std::string& path);
+  Location locate_gguf(const uint8_t* p) const;
+  std::shared_ptr<const GgufModel> gguf_;
+  std::deque<TensorInfo> owned_;
+  std::deque<std::vector<uint8_t>> owned_bytes_;
 };
 
 // Writes tensors as one safetensors file (used by make-model and tests).
