@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/gguf.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
 
@@ -96,7 +97,11 @@ Tokenizer Tokenizer::load(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path file = path;
-  if (fs::is_directory(file, ec)) {
+  if (is_gguf_path(path)) {
+    const fs::path beside = file.parent_path() / "tokenizer.json";
+    if (!fs::exists(beside, ec)) return from_json(tokenizer_json_from_gguf(path), path);
+    file = beside;
+  } else if (fs::is_directory(file, ec)) {
     file /= "tokenizer.json";
     if (!fs::exists(file, ec)) fail("no tokenizer.json in directory '{}'", path);
   } else if (!fs::exists(file, ec)) {

@@ -30,7 +30,8 @@ struct EncodePiece {
 
 class Tokenizer {
  public:
-  // `path` is a checkpoint directory containing tokenizer.json, or the tokenizer.json itself.
+  // `path` is a checkpoint directory containing tokenizer.json, or the tokenizer.json itself, or a
+  // llama.cpp .gguf model: a tokenizer.json beside it wins, else its tokenizer.ggml.* metadata is used.
   static Tokenizer load(const std::string& path);
   // Parses tokenizer.json text already in memory; `name` identifies it in error messages.
   static Tokenizer from_json(std::string_view json_text, const std::string& name = "<memory>");
@@ -78,5 +79,8 @@ class StreamDecoder {
   bool skip_special_;
   std::string pending_;
 };
+
+// The tokenizer.json text a GGUF's tokenizer.ggml.* metadata stands for (tokenizer_gguf.cpp).
+std::string tokenizer_json_from_gguf(const std::string& gguf_path);
 
 }  // namespace dsv4
