@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build-fuzz}
 secs=${FUZZ_SECONDS:-30}
-targets=${FUZZ_TARGETS:-"safetensors checkpoint config tokenizer tokenizer_json encoder parser http"}
+targets=${FUZZ_TARGETS:-"safetensors checkpoint gguf config tokenizer tokenizer_json encoder parser http"}
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DDSV4_FUZZ=ON \
   -DDSV4_TESTS=OFF -DDSV4_BENCH=OFF >/dev/null
 cmake --build "$dir" --target dsv4_fuzz -j"$(nproc)"
