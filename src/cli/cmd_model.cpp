@@ -144,9 +144,11 @@ void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
     const TensorClass tc = schema.classify(name);
     if (!tc.known) unknown.push_back(name);
     const bool scale = tc.known ? tc.scale : name.ends_with(".scale");
-    const bool packed = (t->dtype == DType::I8 || t->dtype == DType::U8) && tc.item && tc.item->entry->form == Form::Quant;
+    const bool block = t->format != BlockFormat::None;  // shape is already in weights (a GGUF MXFP4 expert)
+    const bool packed = !block && (t->dtype == DType::I8 || t->dtype == DType::U8) && tc.item &&
+                        tc.item->entry->form == Form::Quant;
     const int64_t params = scale ? 0 : t->numel() * (packed ? 2 : 1);
-    std::string key = packed ? "FP4 (I8 packed)" : std::string(dtype_name(t->dtype));
+    std::string key = block ? std::string(block_name(t->format)) : packed ? "FP4 (I8 packed)" : std::string(dtype_name(t->dtype));
     by_dtype[key].first += params;
     by_dtype[key].second += int64_t(t->nbytes);
     total += params;
