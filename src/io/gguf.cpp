@@ -297,8 +297,8 @@ GgufModel::GgufModel(const std::string& path) {
   std::smatch m;
   const std::string fname = fs::path(path).filename().string();
   auto first = std::make_unique<GgufFile>(path);
-  const GgufValue* count_v = first->find("split.count");
-  if (!count_v) {
+  // One shard (gguf-split may write split.count = 1) needs no name pattern.
+  if (!first->find("split.count") || first->get_uint("split.count") == 1) {
     files_.push_back(std::move(first));
   } else {
     const uint64_t n = first->get_uint("split.count");
