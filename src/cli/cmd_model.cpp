@@ -74,12 +74,14 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& what)
 int32_t argmax(const float* v, int64_t n) { return int32_t(std::max_element(v, v + n) - v); }
 
 std::string variant_name(const ModelConfig& c, const ModelWeights& w) {
-  bool fp4 = !w.blocks.empty() && w.blocks[0].moe.experts[0].w1.fmt == Linear::Format::FP4;
+  const Linear& w1 = w.blocks.empty() ? Linear() : w.blocks[0].moe.experts[0].w1;
+  const bool fp4 = w1.fmt == Linear::Format::FP4;
   std::string base = c.dim == 4096 && c.n_layers == 43   ? "V4-Flash"
                      : c.dim == 7168 && c.n_layers == 61 ? "V4-Pro"
                                                          : fmt::format("V4 architecture (dim {}, {} layers)", c.dim, c.n_layers);
   if (c.is_dspark()) base += "-0731 (DSpark draft head)";
-  else if (!fp4) base += ", FP8 routed experts (Base / FP8-mixed format)";
+  if (w1.fmt == Linear::Format::Block) base += fmt::format(", {} routed experts", block_name(w1.block));
+  else if (!fp4 && !c.is_dspark()) base += ", FP8 routed experts (Base / FP8-mixed format)";
   return base;
 }
 
@@ -144,11 +146,13 @@ void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
     const TensorClass tc = schema.classify(name);
     if (!tc.known) unknown.push_back(name);
     const bool scale = tc.known ? tc.scale : name.ends_with(".scale");
-    const bool block = t->format != BlockFormat::None;  // shape is already in weights (a GGUF MXFP4 expert)
+    const bool block = t->format != BlockFormat::None;  // numel() is already the logical weight count
     const bool packed = !block && (t->dtype == DType::I8 || t->dtype == DType::U8) && tc.item &&
                         tc.item->entry->form == Form::Quant;
     const int64_t params = scale ? 0 : t->numel() * (packed ? 2 : 1);
-    std::string key = block ? std::string(block_name(t->format)) : packed ? "FP4 (I8 packed)" : std::string(dtype_name(t->dtype));
+    std::string key = packed  ? "FP4 (I8 packed)"
+                      : block ? fmt::format("{} ({:.4g} bits)", block_name(t->format), block_bits_per_weight(t->format))
+                              : std::string(dtype_name(t->dtype));
     by_dtype[key].first += params;
     by_dtype[key].second += int64_t(t->nbytes);
     total += params;

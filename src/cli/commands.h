@@ -14,6 +14,7 @@ void register_chat_commands(CLI::App& app);       // render-prompt, parse-comple
 void register_run_commands(CLI::App& app);        // run, chat
 void register_eval_commands(CLI::App& app);       // perplexity
 void register_serve_commands(CLI::App& app);      // serve
+void register_quantize_commands(CLI::App& app);   // quantize, imatrix
 
 inline void register_all(CLI::App& app) {
   register_model_commands(app);
@@ -22,6 +23,7 @@ inline void register_all(CLI::App& app) {
   register_run_commands(app);
   register_eval_commands(app);
   register_serve_commands(app);
+  register_quantize_commands(app);
 }
 
 }  // namespace dsv4::cli

@@ -1,12 +1,14 @@
 #include "kernels/linear.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/blocks.h"
 #include "kernels/matmul_bf16.h"
 #include "kernels/matmul_simd.h"
 #include "kernels/quant.h"
@@ -44,6 +46,9 @@ void Linear::dequant_row(int64_t o, float* dst) const {
       }
       break;
     }
+    case Format::Block:
+      blocks::dequant_row(block, w + o * block_row_bytes(block, in), in, dst);
+      break;
   }
 }
 
@@ -62,6 +67,7 @@ int64_t Linear::weight_bytes() const {
     case Format::BF16: return out * in * 2;
     case Format::FP8: return out * in + scale_bytes();
     case Format::FP4: return out * in / 2 + scale_bytes();
+    case Format::Block: return out * block_row_bytes(block, in);
   }
   return 0;
 }
@@ -93,7 +99,7 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
 
 // The FP8 1x128 round trip of x in `arena`, or x itself when W is not quantised or act_quant is off.
 const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant, Arena& arena) {
-  if (!act_quant || !W.quantized()) return x;
+  if (!act_quant || !W.act_quant_site) return x;
   float* buf = arena.take<float>(size_t(S * W.in));
   std::memcpy(buf, x, size_t(S * W.in) * 4);
   for (int64_t s = 0; s < S; ++s) fp8_roundtrip(buf + s * W.in, size_t(W.in), 128);
@@ -101,12 +107,12 @@ const float* quantized_activations(const Linear& W, const float* x, int64_t S, b
 }
 
 size_t quantized_bytes(const Linear& W, int64_t S, bool act_quant) {
-  return act_quant && W.quantized() ? Arena::bytes_for<float>(size_t(S * W.in)) : 0;
+  return act_quant && W.act_quant_site ? Arena::bytes_for<float>(size_t(S * W.in)) : 0;
 }
 
 // Round-tripped activations are exact in BF16, so covered formats multiply on BF16 dot products.
 bool takes_bf16(const Linear& W, bool act_quant) {
-  return act_quant && W.quantized() && bf16dot::available() && bf16dot::covers(W);
+  return act_quant && W.act_quant_site && bf16dot::available() && bf16dot::covers(W);
 }
 
 // BF16 rows of x in W's kernel order. The row stride is 64 bytes past a multiple of 64: a token
@@ -128,10 +134,27 @@ struct Bf16Activations {
 
 }  // namespace
 
+namespace {
+std::atomic<MatmulObserver*> g_observer{nullptr};
+void observe(const Linear& W, const float* x, int64_t S, int64_t xstride) {
+  if (MatmulObserver* o = g_observer.load(std::memory_order_relaxed)) o->observe(W, x, S, xstride);
+}
+}  // namespace
+
+void set_matmul_observer(MatmulObserver* o) { g_observer.store(o); }
+
 void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant, ThreadPool& pool) {
+  observe(W, x, S, W.in);
   Arena& arena = thread_arena();
   Arena::Frame frame(arena);
   const float* xa = quantized_activations(W, x, S, act_quant, arena);
+  if (W.fmt == Linear::Format::Block) {
+    // Natural-order activations: the block kernels decode weights in place, nothing to reorder.
+    pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
+      blocks::dot_rows(W.block, W.w, W.in, int64_t(o0), int64_t(o1), xa, W.in, S, y, W.out);
+    }, 32);
+    return;
+  }
   if (!takes_bf16(W, act_quant)) return matmul_ordered(W, 1, xa, S, y, pool);
   const Bf16Activations xb(W, xa, S, arena);
   pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
@@ -146,6 +169,8 @@ void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, fl
     matmul(B, x, S, yb, act_quant, pool);
     return;
   }
+  observe(A, x, S, A.in);
+  observe(B, x, S, B.in);
   Arena& arena = thread_arena();
   Arena::Frame frame(arena);
   const Bf16Activations xb(A, quantized_activations(A, x, S, act_quant, arena), S, arena);
@@ -159,6 +184,7 @@ void matmul_pair(const Linear& A, const Linear& B, const float* x, int64_t S, fl
 }
 
 size_t matmul_scratch_bytes(const Linear& W, int64_t S, bool act_quant, int groups) {
+  if (W.fmt == Linear::Format::Block) return quantized_bytes(W, S, act_quant);
   const size_t ordered = takes_bf16(W, act_quant) ? Bf16Activations::bytes(W, S)
                                                   : Arena::bytes_for<float>(size_t(S * groups) * simd::padded(W.in));
   return quantized_bytes(W, S, act_quant) + ordered;
@@ -175,6 +201,18 @@ size_t matmul_pair_scratch_bytes(const Linear& A, const Linear& B, int64_t S, bo
 namespace dsv4 {
 void matmul_grouped(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool) {
   if (W.out % groups) fail("grouped linear: {} rows do not split into {} groups", W.out, groups);
+  for (int g = 0; g < groups; ++g) observe(W, x + g * W.in, S, groups * W.in);
+  if (W.fmt == Linear::Format::Block) {
+    const int64_t band = W.out / groups;
+    pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
+      for (int64_t a = int64_t(o0); a < int64_t(o1);) {
+        const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
+        blocks::dot_rows(W.block, W.w, W.in, a, b, x + g * W.in, groups * W.in, S, y, W.out);
+        a = b;
+      }
+    }, 32);
+    return;
+  }
   matmul_ordered(W, groups, x, S, y, pool);
 }
 }  // namespace dsv4

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/block_format.h"
 #include "core/dtype.h"
 
 namespace dsv4 {
@@ -13,15 +14,19 @@ namespace dsv4 {
 class ThreadPool;
 
 struct Linear {
-  enum class Format { F32, BF16, FP8, FP4 };
+  enum class Format { F32, BF16, FP8, FP4, Block };
   Format fmt = Format::F32;
+  BlockFormat block = BlockFormat::None;  // Format::Block: rows of ggml blocks (core/block_format.h), no scale tensor
   int64_t out = 0, in = 0;
   const uint8_t* w = nullptr;
   const uint8_t* scale = nullptr;  // FP8: [ceil(out/128), ceil(in/128)]; FP4: [out, in/32]
   bool scale_f32 = false;          // Base checkpoints may store power-of-two scales as F32
   int64_t scale_cols = 0;
+  // The activation round trip of the numerics contract applies: the official checkpoint quantises this
+  // linear, whether it is stored so (FP8, FP4), requantised (Block) or dequantised by a converter (GGUF BF16).
+  bool act_quant_site = false;
 
-  bool quantized() const { return fmt == Format::FP8 || fmt == Format::FP4; }
+  bool quantized() const { return fmt == Format::FP8 || fmt == Format::FP4 || fmt == Format::Block; }
   bool empty() const { return w == nullptr; }
   float scale_at(int64_t r, int64_t c) const {
     if (scale_f32) {
@@ -36,6 +41,15 @@ struct Linear {
   int64_t weight_bytes() const;  // the weights and their scales
   int64_t scale_bytes() const;
 };
+
+// Sees the input activations of every product (before any round trip), for `dsv4 imatrix`. Products run
+// on several threads at once: observe() must be thread-safe. Unset, it costs one load per product.
+struct MatmulObserver {
+  virtual ~MatmulObserver() = default;
+  // S rows of W.in activations, xstride floats apart.
+  virtual void observe(const Linear& W, const float* x, int64_t S, int64_t xstride) = 0;
+};
+void set_matmul_observer(MatmulObserver* o);  // nullptr to stop
 
 // y[S, out] = x[S, in] · Wᵀ. With act_quant, each row of x goes through the FP8 1x128 round-trip
 // first (only for FP8/FP4 weights, as the numerics contract says); the round-tripped activations

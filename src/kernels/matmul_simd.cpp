@@ -121,6 +121,7 @@ void Fp4RowScales(const Linear& W, int64_t o, int64_t n, float* dst) {
 // Formats and sizes the vector decoders cover; the rest (odd K, FP4 on narrow targets) is scalar.
 bool Vectorizable(const Linear& W) {
   const int64_t N = int64_t(hn::Lanes(DF()));
+  if (W.fmt == Linear::Format::Block) return false;  // kernels/blocks.h has its own decoders
   if (W.fmt == Linear::Format::FP4) return N == 8 || N == 16;
   if (W.fmt == Linear::Format::FP8) return W.in % N == 0 && 128 % N == 0;
   return W.in % N == 0;
@@ -250,6 +251,8 @@ void FusedRows(const Linear& W, int64_t o, int64_t k0, int64_t k1, const float* 
         fma(2 * b + N, hi);
       }
       break;
+    case Linear::Format::Block:  // not Vectorizable
+      break;
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -290,6 +293,8 @@ void DequantRow(const Linear& W, int64_t o, float* dst) {
       }
       break;
     }
+    case Linear::Format::Block:  // not Vectorizable
+      break;
   }
 }
 

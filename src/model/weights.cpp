@@ -35,6 +35,16 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
     L.scale_f32 = sc->dtype == DType::F32;
     L.scale_cols = c;
   };
+  if (wt.format != BlockFormat::None) {
+    L.fmt = Linear::Format::Block;
+    L.block = wt.format;
+    L.act_quant_site = true;
+    if (!shape_is(wt, out, in))
+      fail("tensor '{}' ({}) has shape {}, expected [{}, {}]", wt.name, block_name(wt.format), wt.shape_str(), out, in);
+    if (sc) fail("tensor '{}' is {} and carries its scales in its blocks, but '{}' exists", wt.name,
+                 block_name(wt.format), sc->name);
+    return L;
+  }
   switch (wt.dtype) {
     case DType::F32:
     case DType::BF16:
@@ -58,6 +68,7 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
     default:
       fail("tensor '{}' has dtype {}, not a supported linear weight format", wt.name, dtype_name(wt.dtype));
   }
+  L.act_quant_site = L.quantized();
   if (L.scale_f32)
     for (int64_t i = 0; i < sc->numel(); ++i) {
       float f;
@@ -124,6 +135,8 @@ class Binder {
     Linear L = make_linear(*w, s, it.rows, it.cols);
     if (it.entry->form == Form::Plain && L.quantized())
       fail("tensor '{}' must be BF16 or F32 (an unquantised linear)", it.weight_name());
+    // A converter that dequantised the official FP8/FP4 weights (GGUF BF16) keeps their numerics.
+    if (it.entry->form == Form::Quant && cfg_.quant_method == "fp8") L.act_quant_site = true;
     return L;
   }
 

@@ -38,6 +38,25 @@ TEST(Nano, HeldOutCrossEntropyWithoutQuantizationMatchesTheTrainer) {
   EXPECT_LT(std::fabs(r.mean_ce_nats - ev["heldout_ce_nats_nq"].get<double>()) / r.mean_ce_nats, 0.01);
 }
 
+TEST(Nano, KlDivergenceAgainstABaseModel) {
+  // The same model as its own base: every distribution agrees exactly. Against the model without the
+  // activation round trips: a small, positive divergence, and the base's cross-entropy is that model's.
+  const std::string text = read_text_file(kNano + "/heldout.txt").substr(0, 6000);
+  const PerplexityResult self = perplexity(nano().model, nano().tok, text, 256, {}, &nano().model);
+  ASSERT_TRUE(self.has_base);
+  EXPECT_EQ(self.mean_kl, 0.0);
+  EXPECT_EQ(self.top1_agreement, 1.0);
+  EXPECT_EQ(self.base_mean_ce_nats, self.mean_ce_nats);
+  Model nq(kNano, NumericsOptions::no_act_quant());
+  const PerplexityResult other = perplexity(nano().model, nano().tok, text, 256, {}, &nq);
+  EXPECT_GT(other.mean_kl, 1e-6);
+  EXPECT_LT(other.mean_kl, 0.05);
+  EXPECT_GE(other.kl_p99, other.mean_kl);
+  EXPECT_GT(other.top1_agreement, 0.8);
+  EXPECT_EQ(other.mean_ce_nats, self.mean_ce_nats);
+  EXPECT_NEAR(other.base_mean_ce_nats, perplexity(nq, nano().tok, text, 256).mean_ce_nats, 1e-12);
+}
+
 // Greedy decoding by hand, one sequence, no scheduler.
 std::vector<int32_t> direct_greedy(const std::vector<int32_t>& prompt, int n) {
   const Model& m = nano().model;
