@@ -75,6 +75,7 @@ void fill_random(const Shape& sh, std::vector<uint8_t>& w, std::vector<uint8_t>&
   std::uniform_int_distribution<int> e8m0(120, 130);  // scales 2^-7 .. 2^3
   const size_t n = size_t(sh.out * sh.in);
   switch (sh.fmt) {
+    case Fmt::Block: break;  // bench_blocks covers the block formats
     case Fmt::F32: {
       w.resize(4 * n);
       std::normal_distribution<float> d(0.0f, 0.05f);
@@ -127,6 +128,7 @@ Linear view(const Shape& sh, const uint8_t* w, const uint8_t* s) {
   sc.dtype = DType::F8_E8M0;
   sc.data = s;
   switch (sh.fmt) {
+    case Fmt::Block: break;  // bench_blocks covers the block formats
     case Fmt::F32: wt.dtype = DType::F32; wt.shape = {sh.out, sh.in}; break;
     case Fmt::BF16: wt.dtype = DType::BF16; wt.shape = {sh.out, sh.in}; break;
     case Fmt::FP8:

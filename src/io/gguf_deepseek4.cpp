@@ -146,6 +146,10 @@ std::string gguf_deepseek4_config_json(const GgufModel& m) {
   nlohmann::ordered_json j;
   j["architectures"] = {"DeepseekV4ForCausalLM"};
   j["model_type"] = "deepseek_v4";
+  // Every V4 release ships FP8/FP4 linears: a GGUF is converted from one, and its dequantised BF16 weights
+  // keep the official activation round trip (model/weights.cpp).
+  j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                              {"scale_fmt", "ue8m0"}, {"weight_block_size", {128, 128}}};
   j["vocab_size"] = f.get_int(key("vocab_size"));
   j["hidden_size"] = f.get_int(key("embedding_length"));
   j["num_hidden_layers"] = f.get_int(key("block_count"));

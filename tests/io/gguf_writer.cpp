@@ -13,6 +13,7 @@
 #include "io/config.h"
 #include "io/gguf_deepseek4.h"
 #include "io/safetensors.h"
+#include "kernels/blocks.h"
 
 namespace dsv4::test {
 
@@ -192,7 +193,7 @@ void repack_mxfp4(const TensorInfo& w, const TensorInfo& s, std::vector<uint8_t>
 
 }  // namespace
 
-std::string convert_fixture_to_gguf(const std::string& dir, const std::string& out_dir, int split) {
+std::string convert_fixture_to_gguf(const std::string& dir, const std::string& out_dir, int split, bool dense_q8_0) {
   const ModelConfig c = load_config(dir);
   const Checkpoint ck(dir);
   GgufWriter w;
@@ -269,7 +270,24 @@ std::string convert_fixture_to_gguf(const std::string& dir, const std::string& o
     const TensorInfo* s = name.ends_with(".weight") ? ck.find(scale_name) : nullptr;
     if (t->dtype == DType::F8_E4M3) {
       if (!s) fail("converter: {} has no scale", name);
-      w.add_tensor(g, kBF16, reversed(t->shape), dequant_fp8_bf16(*t, *s));
+      std::vector<uint8_t> bf = dequant_fp8_bf16(*t, *s);
+      const int64_t rows = t->dim(0), cols = t->dim(1);
+      if (dense_q8_0 && cols % 32 == 0) {
+        std::vector<uint8_t> q(size_t(rows * block_row_bytes(BlockFormat::Q8_0, cols)));
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < cols; ++c) {
+            uint16_t h;
+            std::memcpy(&h, &bf[size_t(r * cols + c) * 2], 2);
+            row[size_t(c)] = bf16_to_f32(h);
+          }
+          blocks::quantize_row(BlockFormat::Q8_0, row.data(), cols, nullptr,
+                               q.data() + r * block_row_bytes(BlockFormat::Q8_0, cols));
+        }
+        w.add_tensor(g, block_info(BlockFormat::Q8_0).ggml_type, reversed(t->shape), std::move(q));
+      } else {
+        w.add_tensor(g, kBF16, reversed(t->shape), std::move(bf));
+      }
     } else if (t->dtype == DType::I64 && name.ends_with("tid2eid")) {
       std::vector<uint8_t> b(t->nbytes / 2);
       for (size_t k = 0; k < t->nbytes / 8; ++k) {

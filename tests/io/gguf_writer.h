@@ -69,7 +69,9 @@ void put_string(std::vector<uint8_t>& out, const std::string& s);
 // FP8 dense weights dequantised to BF16 (exact), FP4 routed experts repacked as stacked MXFP4 (lossless),
 // tid2eid as I32, the rest as stored. The MTP/DSpark stages, which the converter drops, are written as
 // blocks blk.{n_layers + s} with the native suffix where llama.cpp has no name (docs/gguf.md). `split` > 1 writes that many shards; returns the first path.
-std::string convert_fixture_to_gguf(const std::string& fixture_dir, const std::string& out_dir, int split = 1);
+// dense_q8_0: the dequantised FP8 dense weights are stored as Q8_0 blocks instead (llama.cpp's --outtype q8_0).
+std::string convert_fixture_to_gguf(const std::string& fixture_dir, const std::string& out_dir, int split = 1,
+                                    bool dense_q8_0 = false);
 
 // The tokenizer.ggml.* metadata of a tokenizer.json, as the converter's gpt2 vocab path writes it.
 void add_tokenizer_metadata(GgufWriter& w, const std::string& tokenizer_json_path, int vocab_size);

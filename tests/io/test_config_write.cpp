@@ -57,7 +57,7 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
 
 TEST(ConfigWrite, RoundTripsEveryFixture) {
   const std::string data = DSV4_TEST_DATA;
-  for (const std::string dir : {data + "/fixtures/tiny-flash", data + "/fixtures/tiny-pro", data + "/fixtures/tiny-0731",
+  for (const std::string& dir : {data + "/fixtures/tiny-flash", data + "/fixtures/tiny-pro", data + "/fixtures/tiny-0731",
                                 data + "/../../models/dsv4-nano"}) {
     SCOPED_TRACE(dir);
     const ModelConfig a = load_config(dir);
