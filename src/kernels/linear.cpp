@@ -97,9 +97,11 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
   }, 32);
 }
 
+bool rounds_activations(const Linear& W) { return W.quantized() || W.act_quant_site; }
+
 // The FP8 1x128 round trip of x in `arena`, or x itself when W is not quantised or act_quant is off.
 const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant, Arena& arena) {
-  if (!act_quant || !W.act_quant_site) return x;
+  if (!act_quant || !rounds_activations(W)) return x;
   float* buf = arena.take<float>(size_t(S * W.in));
   std::memcpy(buf, x, size_t(S * W.in) * 4);
   for (int64_t s = 0; s < S; ++s) fp8_roundtrip(buf + s * W.in, size_t(W.in), 128);
@@ -107,12 +109,12 @@ const float* quantized_activations(const Linear& W, const float* x, int64_t S, b
 }
 
 size_t quantized_bytes(const Linear& W, int64_t S, bool act_quant) {
-  return act_quant && W.act_quant_site ? Arena::bytes_for<float>(size_t(S * W.in)) : 0;
+  return act_quant && rounds_activations(W) ? Arena::bytes_for<float>(size_t(S * W.in)) : 0;
 }
 
 // Round-tripped activations are exact in BF16, so covered formats multiply on BF16 dot products.
 bool takes_bf16(const Linear& W, bool act_quant) {
-  return act_quant && W.act_quant_site && bf16dot::available() && bf16dot::covers(W);
+  return act_quant && rounds_activations(W) && bf16dot::available() && bf16dot::covers(W);
 }
 
 // BF16 rows of x in W's kernel order. The row stride is 64 bytes past a multiple of 64: a token

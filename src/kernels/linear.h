@@ -22,8 +22,8 @@ struct Linear {
   const uint8_t* scale = nullptr;  // FP8: [ceil(out/128), ceil(in/128)]; FP4: [out, in/32]
   bool scale_f32 = false;          // Base checkpoints may store power-of-two scales as F32
   int64_t scale_cols = 0;
-  // The activation round trip of the numerics contract applies: the official checkpoint quantises this
-  // linear, whether it is stored so (FP8, FP4), requantised (Block) or dequantised by a converter (GGUF BF16).
+  // The activation round trip of the numerics contract applies to a BF16/F32 linear too: a converter
+  // (GGUF) dequantised the official FP8/FP4 weights. Quantised formats always take it.
   bool act_quant_site = false;
 
   bool quantized() const { return fmt == Format::FP8 || fmt == Format::FP4 || fmt == Format::Block; }

@@ -38,7 +38,6 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
   if (wt.format != BlockFormat::None) {
     L.fmt = Linear::Format::Block;
     L.block = wt.format;
-    L.act_quant_site = true;
     if (!shape_is(wt, out, in))
       fail("tensor '{}' ({}) has shape {}, expected [{}, {}]", wt.name, block_name(wt.format), wt.shape_str(), out, in);
     if (sc) fail("tensor '{}' is {} and carries its scales in its blocks, but '{}' exists", wt.name,
@@ -68,7 +67,6 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
     default:
       fail("tensor '{}' has dtype {}, not a supported linear weight format", wt.name, dtype_name(wt.dtype));
   }
-  L.act_quant_site = L.quantized();
   if (L.scale_f32)
     for (int64_t i = 0; i < sc->numel(); ++i) {
       float f;
