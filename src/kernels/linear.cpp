@@ -97,7 +97,9 @@ void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, floa
   }, 32);
 }
 
-bool rounds_activations(const Linear& W) { return W.quantized() || W.act_quant_site; }
+bool rounds_activations(const Linear& W) {
+  return W.fmt == Linear::Format::FP8 || W.fmt == Linear::Format::FP4 || W.act_quant_site;
+}
 
 // The FP8 1x128 round trip of x in `arena`, or x itself when W is not quantised or act_quant is off.
 const float* quantized_activations(const Linear& W, const float* x, int64_t S, bool act_quant, Arena& arena) {

@@ -22,8 +22,9 @@ struct Linear {
   const uint8_t* scale = nullptr;  // FP8: [ceil(out/128), ceil(in/128)]; FP4: [out, in/32]
   bool scale_f32 = false;          // Base checkpoints may store power-of-two scales as F32
   int64_t scale_cols = 0;
-  // The activation round trip of the numerics contract applies to a BF16/F32 linear too: a converter
-  // (GGUF) dequantised the official FP8/FP4 weights. Quantised formats always take it.
+  // The activation round trip of the numerics contract applies beyond FP8/FP4 storage: to block formats
+  // requantised from them, and to BF16/F32 weights a converter (GGUF) dequantised from them; not to a
+  // block-quantised embedding or head, which the official model keeps in BF16 (model/weights.cpp decides).
   bool act_quant_site = false;
 
   bool quantized() const { return fmt == Format::FP8 || fmt == Format::FP4 || fmt == Format::Block; }

@@ -38,6 +38,7 @@ Linear make_linear(const TensorInfo& wt, const TensorInfo* sc, int64_t out, int6
   if (wt.format != BlockFormat::None) {
     L.fmt = Linear::Format::Block;
     L.block = wt.format;
+    L.act_quant_site = true;
     if (!shape_is(wt, out, in))
       fail("tensor '{}' ({}) has shape {}, expected [{}, {}]", wt.name, block_name(wt.format), wt.shape_str(), out, in);
     if (sc) fail("tensor '{}' is {} and carries its scales in its blocks, but '{}' exists", wt.name,
@@ -131,8 +132,11 @@ class Binder {
     if (s) used_.insert(it.scale_name());
     if (!w) return {};
     Linear L = make_linear(*w, s, it.rows, it.cols);
-    if (it.entry->form == Form::Plain && L.quantized())
+    // The embedding and head are BF16 in every release; a GGUF may hold them block-quantised (llama.cpp's
+    // Q4_K_M files), which runs, but FP8/FP4 there would be a malformed checkpoint.
+    if (it.entry->form == Form::Plain && L.quantized() && L.fmt != Linear::Format::Block)
       fail("tensor '{}' must be BF16 or F32 (an unquantised linear)", it.weight_name());
+    if (it.entry->form == Form::Plain) L.act_quant_site = false;
     // A converter that dequantised the official FP8/FP4 weights (GGUF BF16) keeps their numerics.
     if (it.entry->form == Form::Quant && cfg_.quant_method == "fp8") L.act_quant_site = true;
     return L;
