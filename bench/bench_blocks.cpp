@@ -113,17 +113,7 @@ void BM_BlockPrefill(benchmark::State& st, BlockFormat f, int64_t S, ThreadPool&
 
 void BM_BlockStream(benchmark::State& st, ThreadPool& pool) {
   static const std::vector<float> v = uniform(kColdBytes / 4, 99, -1.0f, 1.0f);
-  const size_t P = size_t(pool.size()), chunk = v.size() / P;
-  std::vector<double> part(P);
-  for (auto _ : st) {
-    pool.parallel_for(P, [&](size_t b, size_t e) {
-      for (size_t p = b; p < e; ++p) part[p] = dsv4::simd::stream_sum(v.data() + p * chunk, chunk);
-    });
-    benchmark::DoNotOptimize(part.data());
-  }
-  st.counters["bytes_per_second"] =
-      benchmark::Counter(double(P * chunk * 4), benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["threads"] = double(P);
+  stream_read(st, pool, v);
 }
 
 template <typename Fn>

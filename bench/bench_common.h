@@ -1,6 +1,8 @@
 #pragma once
 // Helpers shared by the kernel microbenchmarks: fixed-seed random data (never zeros, so no kernel can
 // take a shortcut on trivial input) and the two thread pools every parallel case runs on.
+#include <benchmark/benchmark.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/matmul_simd.h"
 
 namespace dsv4_bench {
 
@@ -50,5 +53,20 @@ struct PoolChoice {
 };
 inline dsv4::ThreadPool& global_pool() { return dsv4::ThreadPool::global(); }
 inline const PoolChoice kPools[] = {{"threads:1", &one_thread_pool}, {"threads:all", &global_pool}};
+
+// The read bandwidth the decode numbers are held against: simd::stream_sum over v, one slice per thread.
+inline void stream_read(benchmark::State& st, dsv4::ThreadPool& pool, const std::vector<float>& v) {
+  const size_t P = size_t(pool.size()), chunk = v.size() / P;
+  std::vector<double> part(P);
+  for (auto _ : st) {
+    pool.parallel_for(P, [&](size_t b, size_t e) {
+      for (size_t p = b; p < e; ++p) part[p] = dsv4::simd::stream_sum(v.data() + p * chunk, chunk);
+    });
+    benchmark::DoNotOptimize(part.data());
+  }
+  st.counters["bytes_per_second"] =
+      benchmark::Counter(double(P * chunk * 4), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["threads"] = double(P);
+}
 
 }  // namespace dsv4_bench

@@ -216,17 +216,7 @@ const std::vector<float>& stream_buffer() {
 
 void BM_StreamSum(benchmark::State& st, ThreadPool& pool) {
   const auto& v = stream_buffer();
-  const size_t P = size_t(pool.size()), chunk = v.size() / P;
-  std::vector<double> part(P);
-  for (auto _ : st) {
-    pool.parallel_for(P, [&](size_t b, size_t e) {
-      for (size_t p = b; p < e; ++p) part[p] = dsv4::simd::stream_sum(v.data() + p * chunk, chunk);
-    });
-    benchmark::DoNotOptimize(part.data());
-  }
-  st.counters["bytes_per_second"] =
-      benchmark::Counter(double(P * chunk * 4), benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["threads"] = double(P);
+  stream_read(st, pool, v);
 }
 
 void BM_FmaPeak(benchmark::State& st, ThreadPool& pool) {
