@@ -75,23 +75,29 @@ int64_t Linear::weight_bytes() const {
 namespace {
 
 // y[s, o] for all rows of W; row o reads the activation slice of its group (groups = 1: the whole row).
+// Block formats read natural-order activations in place; the others a padded copy in kernel order.
 void matmul_ordered(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool) {
   const int64_t in = W.in, out = W.out, band = out / groups;
-  const int64_t kp = int64_t(simd::padded(in));
-  // Activations in kernel order, one padded row per (token, group), in the caller thread's scratch.
+  const bool block = W.fmt == Linear::Format::Block;
+  const int64_t kp = block ? in : int64_t(simd::padded(in));
+  // Otherwise one padded kernel-order row per (token, group), in the caller thread's scratch.
   Arena& arena = thread_arena();
   Arena::Frame frame(arena);
-  float* xo = arena.take<float>(size_t(S * groups * kp));
-  for (int64_t s = 0; s < S; ++s)
-    for (int g = 0; g < groups; ++g)
-      simd::order_activation(W, x + (s * groups + g) * in, xo + (s * groups + g) * kp);
+  const float* xo = x;
+  if (!block) {
+    float* o = arena.take<float>(size_t(S * groups * kp));
+    for (int64_t s = 0; s < S; ++s)
+      for (int g = 0; g < groups; ++g) simd::order_activation(W, x + (s * groups + g) * in, o + (s * groups + g) * kp);
+    xo = o;
+  }
   // Decode streams each weight once; prefill re-reads a unit of rows from L2 per token group. Either
   // way weights are dequantised in registers, never stored.
   pool.parallel_for(size_t(out), [&](size_t o0, size_t o1) {
     // Runs of rows within one group share their activations.
     for (int64_t a = int64_t(o0); a < int64_t(o1);) {
       const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
-      simd::dot_rows_fused(W, a, b, xo + g * kp, groups * kp, S, kp, y, out);
+      if (block) blocks::dot_rows(W.block, W.w, in, a, b, xo + g * kp, groups * kp, S, y, out);
+      else simd::dot_rows_fused(W, a, b, xo + g * kp, groups * kp, S, kp, y, out);
       a = b;
     }
   }, 32);
@@ -152,13 +158,6 @@ void matmul(const Linear& W, const float* x, int64_t S, float* y, bool act_quant
   Arena& arena = thread_arena();
   Arena::Frame frame(arena);
   const float* xa = quantized_activations(W, x, S, act_quant, arena);
-  if (W.fmt == Linear::Format::Block) {
-    // Natural-order activations: the block kernels decode weights in place, nothing to reorder.
-    pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
-      blocks::dot_rows(W.block, W.w, W.in, int64_t(o0), int64_t(o1), xa, W.in, S, y, W.out);
-    }, 32);
-    return;
-  }
   if (!takes_bf16(W, act_quant)) return matmul_ordered(W, 1, xa, S, y, pool);
   const Bf16Activations xb(W, xa, S, arena);
   pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
@@ -206,17 +205,6 @@ namespace dsv4 {
 void matmul_grouped(const Linear& W, int groups, const float* x, int64_t S, float* y, ThreadPool& pool) {
   if (W.out % groups) fail("grouped linear: {} rows do not split into {} groups", W.out, groups);
   for (int g = 0; g < groups; ++g) observe(W, x + g * W.in, S, groups * W.in);
-  if (W.fmt == Linear::Format::Block) {
-    const int64_t band = W.out / groups;
-    pool.parallel_for(size_t(W.out), [&](size_t o0, size_t o1) {
-      for (int64_t a = int64_t(o0); a < int64_t(o1);) {
-        const int64_t g = a / band, b = std::min<int64_t>(int64_t(o1), (g + 1) * band);
-        blocks::dot_rows(W.block, W.w, W.in, a, b, x + g * W.in, groups * W.in, S, y, W.out);
-        a = b;
-      }
-    }, 32);
-    return;
-  }
   matmul_ordered(W, groups, x, S, y, pool);
 }
 }  // namespace dsv4

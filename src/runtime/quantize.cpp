@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -79,7 +80,7 @@ QuantizeReport quantize_checkpoint(const std::string& in_dir, const std::string&
 
   // What each tensor becomes, grouped by the shard it lives in (tensors() is sorted by name).
   std::map<std::string, std::vector<Plan>> shards;
-  std::map<std::string, bool> dropped;  // scale tensors of encoded linears
+  std::set<std::string> dropped;  // scale tensors of encoded linears
   QuantizeReport rep;
   for (const auto& [name, t] : ck.tensors()) {
     Plan p{t};
@@ -91,7 +92,7 @@ QuantizeReport quantize_checkpoint(const std::string& in_dir, const std::string&
       p.fallback = p.fmt != want;
       if (p.fmt != BlockFormat::None) {
         p.scale = ck.find(c.item->scale_name());
-        if (p.scale) dropped[p.scale->name] = true;
+        if (p.scale) dropped.insert(p.scale->name);
       }
     }
     shards[shard_name(*t)].push_back(p);
