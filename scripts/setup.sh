@@ -5,7 +5,8 @@ pkgs=(build-essential cmake pkg-config git
       nlohmann-json3-dev libcpp-httplib-dev libpcre2-dev libhwy-dev libcli11-dev libfmt-dev libutf8proc-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev
       python3 python3-numpy curl
-      clang libclang-rt-14-dev)  # the fuzz build (scripts/fuzz.sh): clang with libFuzzer and sanitizers
+      clang libclang-rt-14-dev   # the fuzz build (scripts/fuzz.sh): clang with libFuzzer and sanitizers
+      libopenmpi-dev openmpi-bin)  # several machines: mpirun dsv4 ... (expert parallel)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/load_model.h"
 #include "cli/ram_budget_args.h"
 #include <nlohmann/json.hpp>
 
@@ -34,10 +35,11 @@ struct ModelArgs {
   int threads = 0;
   bool no_act_quant = false;
   bool first_revision = false;
-  std::string ram_budget;
+  std::string ram_budget, parallel_mode = "expert";
 
   void add(CLI::App* c) {
     add_ram_budget_option(c, ram_budget);
+    add_parallel_option(c, parallel_mode);
     c->add_option("-m,--model", dir, "checkpoint folder")->required();
     c->add_option("-t,--threads", threads, "worker threads (default: all cores)");
     c->add_flag("--no-act-quant", no_act_quant, "fp32 activations: no FP8/FP4 activation, KV or index round-trips");
@@ -201,8 +203,8 @@ void cmd_logits(const ModelArgs& a, const LogitsArgs& la) {
   const int64_t T = int64_t(ids.size());
   if (la.prefill < 1 || la.prefill > T) fail("--prefill must lie in [1, {}] (the number of ids)", T);
   const auto budget = ram_budget_arg(a.ram_budget);
-  Model model(a.dir, a.numerics());
-  attach_ram_budget(model, budget);
+  const std::unique_ptr<Model> owned = load_model(a.dir, a.numerics(), budget, a.parallel_mode);
+  Model& model = *owned;
   const int64_t V = model.config().vocab_size, N = la.prefill;
   const bool mtp = !la.mtp_out.empty();
   if (mtp && !model.has_mtp()) fail("{} has no preview MTP block (mtp.0.e_proj)", a.dir);
@@ -236,8 +238,8 @@ void cmd_generate(const ModelArgs& a, const std::string& ids_text, int n) {
   auto ids = parse_ids(ids_text, "--ids");
   if (ids.empty()) fail("--ids needs at least one token id");
   const auto budget = ram_budget_arg(a.ram_budget);
-  Model model(a.dir, a.numerics());
-  attach_ram_budget(model, budget);
+  const std::unique_ptr<Model> owned = load_model(a.dir, a.numerics(), budget, a.parallel_mode);
+  Model& model = *owned;
   const int64_t V = model.config().vocab_size;
   SequenceState st = model.new_sequence();
   auto r = model.forward(st, ids.data(), int64_t(ids.size()));
@@ -305,8 +307,8 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
   a.apply_threads();
   profile::enable(phases);
   const auto budget = ram_budget_arg(a.ram_budget);
-  Model model(a.dir, a.numerics());
-  attach_ram_budget(model, budget);
+  const std::unique_ptr<Model> owned = load_model(a.dir, a.numerics(), budget, a.parallel_mode);
+  Model& model = *owned;
   std::vector<int64_t> ctxs;
   for (auto& t : parse_ids([&] { std::string s = ctx_list; std::replace(s.begin(), s.end(), ',', ' '); return s; }(), "--ctx"))
     ctxs.push_back(t);

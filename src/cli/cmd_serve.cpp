@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/generation_args.h"
+#include "dist/world.h"
 #include "server/server.h"
 
 namespace dsv4::cli {
@@ -60,6 +61,13 @@ void cmd_serve(const ServeArgs& a) {
   std::thread waiter([&srv, &sigs] {
     int sig = 0;
     sigwait(&sigs, &sig);
+    // Under mpirun a SIGTERM is the job being torn down, most often because another rank ended: the
+    // steps waiting on peers fail (their requests get errors), and the exit status says it failed.
+    if (sig == SIGTERM && dist::active()) {
+      std::fprintf(stderr, "dsv4: mpirun is stopping the job: another rank ended, or the job was stopped\n");
+      dist::abort_job("mpirun is stopping the job");
+      set_exit_code(1);
+    }
     if (sig == SIGINT || sig == SIGTERM) srv.stop();
   });
   const std::string shown = a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host;

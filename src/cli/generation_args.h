@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
+#include "cli/load_model.h"
 #include "cli/ram_budget_args.h"
 #include "runtime/ram_budget.h"
 #include "runtime/scheduler.h"
@@ -33,7 +34,7 @@ struct GenerationArgs {
   std::string cache_dir;     // "": the user's cache folder for serve, none otherwise; "off": none
   double cache_disk_mb = 4096;
   bool server = false;
-  std::string ram_budget;
+  std::string ram_budget, parallel_mode = "expert";
   std::string spec = "off";
   int draft_max = 3;
   float draft_min_confidence = 0;
@@ -57,6 +58,7 @@ struct GenerationArgs {
                          : "disk prefix cache folder, kept across restarts (default: off)");
     c->add_option("--cache-disk-mb", cache_disk_mb, "size cap of the disk prefix cache in MiB");
     add_ram_budget_option(c, ram_budget);
+    add_parallel_option(c, parallel_mode);
     c->add_option("--spec", spec, "speculative decoding with the checkpoint's draft head: off, mtp or dspark")
         ->check(CLI::IsMember({"off", "mtp", "dspark"}));
     c->add_option("--draft-max", draft_max, "tokens drafted per step at most (with --spec)");
@@ -84,8 +86,7 @@ struct GenerationArgs {
     if (threads > 0) ThreadPool::set_global_threads(threads);
     const auto budget = ram_budget_arg(ram_budget);
     auto e = std::make_unique<Engine>(Tokenizer::load(dir));
-    e->model = std::make_unique<Model>(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{});
-    attach_ram_budget(*e->model, budget);
+    e->model = load_model(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{}, budget, parallel_mode);
     const ModelConfig& c = e->model->config();
     check_tokenizer_fits(e->tok, {c.vocab_size, c.bos_token_id, c.eos_token_id}, dir);
     SchedulerOptions so;

@@ -212,7 +212,7 @@ std::vector<DSparkDraft> Model::dspark_draft_batch(const std::vector<DSparkDraft
       block_attention(b.attn, fc, rings, pos.data(), B, x, f);
     });
     const BlockWeights* next = s + 1 < ds.stages.size() ? &ds.stages[s + 1] : nullptr;
-    const MoeContext mc{*experts_, b.layer_id, next ? &next->moe : nullptr, next ? next->layer_id : -1};
+    const MoeContext mc{*experts_, b.layer_id, next ? &next->moe : nullptr, next ? next->layer_id : -1, peers_.get()};
     hc_sublayer(hc_params(b.hc_ffn, cfg_), b.ffn_norm, eps, X.data(), rows, fc, [&](const float* x, float* f) {
       moe_forward(b.moe, mc, x, ids.data(), rows, fc, f);
     });

@@ -88,6 +88,59 @@ void expert_forward(const ExpertWeights& e, const float* x, int64_t S, const flo
   matmul(e.w2, g, S, out, act_quant, pool);
 }
 
+void run_expert_jobs(const MoeWeights& w, ExpertStore& store, int layer, const ExpertJobs& jb, int64_t n_bound,
+                     const ForwardContext& fc) {
+  ThreadPool& pool = fc.pool;
+  Arena& arena = fc.arena;
+  Arena::Frame frame(arena);
+  const int D = fc.cfg.dim, E = fc.cfg.n_routed_experts;
+  const float limit = float(fc.cfg.swiglu_limit);
+  const size_t jobs = jb.n;
+  auto n_of = [&](size_t j) { return jb.count[jb.expert[j]]; };
+  auto run = [&](size_t j, const ExpertWeights& ew, ThreadPool& p) {
+    Arena::Frame f(thread_arena());
+    expert_forward(ew, jb.xs + jb.start[j] * D, n_of(j), jb.scale + jb.start[j], limit, fc.opt.act_quant, p,
+                   jb.ys + jb.start[j] * D);
+  };
+  // Whichever thread runs an expert first reserves the scratch of one taking n_bound tokens.
+  const size_t reserve = w.experts.empty() ? 0 : expert_scratch_bytes(w.experts[0], n_bound, fc.opt.act_quant);
+  // The store may hold fewer experts at once than the layer needs (a prefill under a small RAM
+  // budget): the experts then run in waves, each pinned while it runs and the next one prefetched.
+  // Every pair's output is computed alone, so the waves change nothing in the result.
+  const size_t wave = std::max<size_t>(1, std::min(jobs, store.max_pinned()));
+  // Sized by E, not by this step's job count, so routing never moves a later take.
+  const ExpertWeights** views = arena.take<const ExpertWeights*>(size_t(E));
+  size_t* order = arena.take<size_t>(size_t(E));
+  for (size_t w0 = 0; w0 < jobs; w0 += wave) {
+    const size_t nw = std::min(wave, jobs - w0);
+    if (w0 + nw < jobs)
+      store.prefetch(layer, jb.expert + w0 + nw, std::min(wave, jobs - w0 - nw), ExpertPredictor::Wave);
+    {
+      profile::Scope wait("moe.expert_wait");
+      store.acquire(layer, jb.expert + w0, nw, views + w0);
+    }
+    // Many experts (prefill): each thread takes whole experts, largest first, and its products run
+    // inline, so no thread waits for another between matrices. Few (decode): every product is split.
+    if (nw >= 2 * size_t(pool.size())) {
+      for (size_t i = 0; i < nw; ++i) order[i] = w0 + i;
+      // Largest first, ties in expert order (a stable sort, without its buffer).
+      std::sort(order, order + nw, [&](size_t a, size_t b) { return n_of(a) > n_of(b) || (n_of(a) == n_of(b) && a < b); });
+      std::atomic<size_t> next{0};
+      pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
+        Arena& local = thread_arena();
+        Arena::Frame f(local);
+        local.reserve(reserve);
+        for (size_t i; (i = next.fetch_add(1)) < nw;) run(order[i], *views[order[i]], pool);
+      });
+    } else {
+      Arena::Frame f(arena);
+      arena.reserve(reserve);
+      for (size_t i = w0; i < w0 + nw; ++i) run(i, *views[i], pool);
+    }
+    store.release(layer, jb.expert + w0, nw);
+  }
+}
+
 void moe_forward(const MoeWeights& w, const MoeContext& mc, const float* x, const int32_t* ids, int64_t S,
                  const ForwardContext& fc, float* out) {
   const ModelConfig& cfg = fc.cfg;
@@ -135,49 +188,30 @@ void moe_forward(const MoeWeights& w, const MoeContext& mc, const float* x, cons
     std::copy_n(x + (p / k) * D, D, xs + sl * D);
     scale[sl] = r.weights[p];
   }
-  auto n_of = [&](size_t j) { return count[job_e[j]]; };
-  auto run = [&](size_t j, const ExpertWeights& ew, ThreadPool& p) {
-    Arena::Frame f(thread_arena());
-    expert_forward(ew, xs + start[j] * D, n_of(j), scale + start[j], limit, fc.opt.act_quant, p, ys + start[j] * D);
-  };
-  // Whichever thread runs an expert first reserves the scratch of one taking S tokens (or more, should
-  // a hash row repeat an expert), so how tokens are routed never moves a later take of that thread.
-  const int64_t n_bound = std::max<int64_t>(S, n_max);
-  const size_t reserve = w.experts.empty() ? 0 : expert_scratch_bytes(w.experts[0], n_bound, fc.opt.act_quant);
-  // The store may hold fewer experts at once than the layer needs (a prefill under a small RAM
-  // budget): the experts then run in waves, each pinned while it runs and the next one prefetched.
-  // Every pair's output is computed alone, so the waves change nothing in the result.
-  const size_t wave = std::max<size_t>(1, std::min(jobs, mc.store.max_pinned()));
-  // Sized by E, not by this step's job count, so routing never moves a later take.
-  const ExpertWeights** views = arena.take<const ExpertWeights*>(size_t(E));
-  size_t* order = arena.take<size_t>(size_t(E));
-  for (size_t w0 = 0; w0 < jobs; w0 += wave) {
-    const size_t nw = std::min(wave, jobs - w0);
-    if (w0 + nw < jobs)
-      mc.store.prefetch(mc.layer, job_e + w0 + nw, std::min(wave, jobs - w0 - nw), ExpertPredictor::Wave);
-    {
-      profile::Scope wait("moe.expert_wait");
-      mc.store.acquire(mc.layer, job_e + w0, nw, views + w0);
+  // Remote experts (expert parallel) go out first, so their owners work while this process runs its own.
+  std::span<RemoteJob> remote;
+  if (mc.peers) {
+    RemoteJob* rj = arena.take<RemoteJob>(size_t(E));  // by E, so routing never moves a later take
+    int64_t* rows = arena.take<int64_t>(size_t(P));
+    for (int64_t p = 0; p < P; ++p) rows[slot_of[p]] = p / k;
+    size_t n_remote = 0, n_local = 0;
+    for (size_t j = 0; j < jobs; ++j) {
+      const int32_t e = job_e[j];
+      if (mc.peers->local(mc.layer, e)) {
+        job_e[n_local] = e;
+        start[n_local++] = start[j];
+      } else {
+        rj[n_remote++] = {e, count[e], rows + start[j], scale + start[j], ys + start[j] * D};
+      }
     }
-    // Many experts (prefill): each thread takes whole experts, largest first, and its products run
-    // inline, so no thread waits for another between matrices. Few (decode): every product is split.
-    if (nw >= 2 * size_t(pool.size())) {
-      for (size_t i = 0; i < nw; ++i) order[i] = w0 + i;
-      // Largest first, ties in expert order (a stable sort, without its buffer).
-      std::sort(order, order + nw, [&](size_t a, size_t b) { return n_of(a) > n_of(b) || (n_of(a) == n_of(b) && a < b); });
-      std::atomic<size_t> next{0};
-      pool.parallel_for(size_t(pool.size()), [&](size_t, size_t) {
-        Arena& local = thread_arena();
-        Arena::Frame f(local);
-        local.reserve(reserve);
-        for (size_t i; (i = next.fetch_add(1)) < nw;) run(order[i], *views[order[i]], pool);
-      });
-    } else {
-      Arena::Frame f(arena);
-      arena.reserve(reserve);
-      for (size_t i = w0; i < w0 + nw; ++i) run(i, *views[i], pool);
-    }
-    mc.store.release(mc.layer, job_e + w0, nw);
+    jobs = n_local;
+    remote = {rj, n_remote};
+    if (n_remote) mc.peers->post(mc.layer, x, S, remote);
+  }
+  run_expert_jobs(w, mc.store, mc.layer, {job_e, start, count, jobs, xs, scale, ys}, std::max<int64_t>(S, n_max), fc);
+  if (!remote.empty()) {
+    profile::Scope wait("moe.peer_wait");
+    mc.peers->wait();
   }
   // Routed sum in ascending expert id per token, whoever computed each expert.
   float* y = arena.take<float>(size_t(S * D));

@@ -115,6 +115,12 @@ void Model::prefetch_hash_experts(const int32_t* ids, size_t n) const {
   }
 }
 
+void Model::run_experts(int layer, const ExpertJobs& jobs, int64_t n_bound) const {
+  const MoeWeights* m = moe_of(w_, layer);
+  if (!m) fail("no MoE weights for layer {}", layer);
+  run_expert_jobs(*m, *experts_, layer, jobs, n_bound, context());
+}
+
 ThreadPool& Model::pool() const { return ThreadPool::global(); }
 
 ForwardContext Model::context() const {
@@ -181,7 +187,7 @@ void Model::block_forward(const BlockWeights& b, std::span<BlockState* const> st
     for (size_t i = 0; i < states.size(); ++i) as[i] = &states[i]->attn;
     attention_forward(b.attn, {as, states.size()}, segs, x, fc, f, topk);
   });
-  const MoeContext mc{*experts_, b.layer_id, next ? &next->moe : nullptr, next ? next->layer_id : -1};
+  const MoeContext mc{*experts_, b.layer_id, next ? &next->moe : nullptr, next ? next->layer_id : -1, peers_.get()};
   sublayer(b.hc_ffn, b.ffn_norm, [&] { moe_forward(b.moe, mc, x, ids, rows, fc, f); });
 }
 

@@ -15,6 +15,7 @@
 #include "model/attention.h"
 #include "model/dspark.h"
 #include "model/expert_store.h"
+#include "model/moe.h"
 #include "model/forward_context.h"
 #include "model/options.h"
 #include "model/weights.h"
@@ -94,6 +95,12 @@ class Model {
   // Where routed experts come from (default: the memory map). Null restores the default.
   void set_expert_store(std::shared_ptr<ExpertStore> s);
   ExpertStore& expert_store() const { return *experts_; }
+  // Other processes that compute the routed experts this one does not own (expert parallel); null:
+  // every expert is local.
+  void set_expert_peers(std::shared_ptr<ExpertPeers> p) { peers_ = std::move(p); }
+  ExpertPeers* expert_peers() const { return peers_.get(); }
+  // A peer's side: runs jobs of `layer`'s experts from this model's store, as moe_forward would.
+  void run_experts(int layer, const ExpertJobs& jobs, int64_t n_bound) const;
 
   // Window rings and compressor slots have fixed sizes; compressed entries and index keys grow with
   // the sequence. reserve_positions > 0 (the context limit, when the caller knows it) reserves their
@@ -168,6 +175,7 @@ class Model {
   NumericsOptions opt_;
   Rope rope_window_, rope_compressed_;
   std::shared_ptr<ExpertStore> experts_;
+  std::shared_ptr<ExpertPeers> peers_;
 };
 
 }  // namespace dsv4

@@ -168,22 +168,28 @@ namespace {
 constexpr char kCountsMagic[8] = {'D', 'S', 'V', '4', 'R', 'T', 'E', '1'};
 }
 
-void ExpertCache::persist_counts(const std::string& path) {
-  std::lock_guard<std::mutex> lk(mu_);
-  counts_path_ = path;
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return;
-  char magic[8];
-  uint64_t n = 0;
+std::vector<float> ExpertCache::read_counts(const std::string& path, size_t n) {
   std::vector<float> v;
-  if (std::fread(magic, 1, 8, f) == 8 && std::memcmp(magic, kCountsMagic, 8) == 0 && std::fread(&n, 8, 1, f) == 1 &&
-      n == freq_.size()) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return v;
+  char magic[8];
+  uint64_t len = 0;
+  if (std::fread(magic, 1, 8, f) == 8 && std::memcmp(magic, kCountsMagic, 8) == 0 && std::fread(&len, 8, 1, f) == 1 &&
+      len == n) {
     v.resize(n);
     if (std::fread(v.data(), 4, n, f) != n) v.clear();
   }
   std::fclose(f);
-  for (size_t i = 0; i < v.size(); ++i)
-    if (std::isfinite(v[i]) && v[i] > 0) freq_[i] += v[i];
+  for (float& c : v)
+    if (!std::isfinite(c) || c < 0) c = 0;
+  return v;
+}
+
+void ExpertCache::persist_counts(const std::string& path) {
+  std::lock_guard<std::mutex> lk(mu_);
+  counts_path_ = path;
+  const std::vector<float> v = read_counts(path, freq_.size());
+  for (size_t i = 0; i < v.size(); ++i) freq_[i] += v[i];
 }
 
 void ExpertCache::save_counts() const {

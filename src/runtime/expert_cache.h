@@ -64,6 +64,8 @@ class ExpertCache final : public ExpertStore {
   // Keeps the routing counts in `path` (read now if it exists, written every few hundred forwards and
   // at destruction), so a restart warms the hot experts first. A file of another shape is ignored.
   void persist_counts(const std::string& path);
+  // The counts saved in `path` if it holds n of them, else empty (expert parallel placement reads them).
+  static std::vector<float> read_counts(const std::string& path, size_t n);
 
  private:
   struct Range {

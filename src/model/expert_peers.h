@@ -1,0 +1,31 @@
+#pragma once
+// Routed experts computed by other processes (expert parallel, dist/expert_parallel.h over MPI). The
+// MoE hands the jobs of experts it does not own to their owners, computes its own meanwhile, then
+// waits for the outputs. Where an expert runs changes nothing in the result: every job's output is
+// computed alone by the same kernels and summed here, in ascending expert id, as without peers.
+#include <cstdint>
+#include <span>
+
+namespace dsv4 {
+
+// One expert's share of a step: n (token, slot) pairs of the rows x [S, D] given to post().
+struct RemoteJob {
+  int32_t expert = 0;
+  int64_t n = 0;
+  const int64_t* rows = nullptr;   // [n]: each pair's token row in x
+  const float* scale = nullptr;    // [n]: its routing weight
+  float* out = nullptr;            // [n, D]: written by wait()
+};
+
+class ExpertPeers {
+ public:
+  virtual ~ExpertPeers() = default;
+  // Whether this process computes `expert` of `layer` (BlockWeights::layer_id).
+  virtual bool local(int layer, int32_t expert) const = 0;
+  // Sends the jobs to their owners and returns; x stays valid until wait() returns.
+  virtual void post(int layer, const float* x, int64_t S, std::span<const RemoteJob> jobs) = 0;
+  // Blocks until every posted job's out is written; throws dsv4::Error naming a peer that failed.
+  virtual void wait() = 0;
+};
+
+}  // namespace dsv4
