@@ -85,8 +85,10 @@ struct GenerationArgs {
   std::unique_ptr<Engine> load() const {
     if (threads > 0) ThreadPool::set_global_threads(threads);
     const auto budget = ram_budget_arg(ram_budget);
+    // The model first: under mpirun only rank 0 goes on from here, and only it needs the tokenizer.
+    auto model = load_model(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{}, budget, parallel_mode);
     auto e = std::make_unique<Engine>(Tokenizer::load(dir));
-    e->model = load_model(dir, no_act_quant ? NumericsOptions::no_act_quant() : NumericsOptions{}, budget, parallel_mode);
+    e->model = std::move(model);
     const ModelConfig& c = e->model->config();
     check_tokenizer_fits(e->tok, {c.vocab_size, c.bos_token_id, c.eos_token_id}, dir);
     SchedulerOptions so;

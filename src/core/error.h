@@ -10,6 +10,12 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A step could not run because something outside this process is gone (a peer rank of an MPI job):
+// the server answers 503, so a client retries elsewhere and a supervisor restarts the job.
+struct Unavailable : Error {
+  using Error::Error;
+};
+
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));

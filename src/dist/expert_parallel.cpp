@@ -210,7 +210,7 @@ void MpiExpertPeers::wait() {
       idle = 0;
       continue;
     }
-    if (aborting()) fail("expert parallel: {}", abort_reason());
+    if (aborting()) throw Unavailable(fmt::format("expert parallel: {}", abort_reason()));
     // Spin briefly (a decode step's reply is tens of microseconds away), then back off.
     if (++idle > 2000) std::this_thread::sleep_for(std::chrono::microseconds(std::min(idle - 2000, 200)));
   }

@@ -251,11 +251,12 @@ void Scheduler::finish(Active& a, FinishReason reason, int32_t stop_token) {
   else ++stats_.requests_finished;
 }
 
-void Scheduler::fail_request(Active& a, const std::string& message) {
+void Scheduler::fail_request(Active& a, const std::string& message, bool unavailable) {
   if (a.done) return;
   a.done = true;
   GenerationEvent e = a.event(GenerationEvent::Kind::Error);
   e.error = message;
+  e.unavailable = unavailable;
   a.cb(e);
   std::lock_guard<std::mutex> lk(mu_);
   --stats_.active;
@@ -380,6 +381,9 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   std::vector<ForwardResult> res;
   try {
     res = model_.forward_batch(in, fo);
+  } catch (const Unavailable& ex) {
+    for (auto& a : active) fail_request(*a, ex.what(), true);
+    return;
   } catch (const std::exception& ex) {
     for (auto& a : active) fail_request(*a, ex.what());
     return;
@@ -438,7 +442,8 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       drafter_->advance(ptr);
       for (size_t i = 0; i < drafts.size(); ++i) next[i] = std::move(drafts[i].draft);
     } catch (const std::exception& ex) {
-      for (Active* a : drafted) fail_request(*a, std::string("draft model error: ") + ex.what());
+      const bool gone = dynamic_cast<const Unavailable*>(&ex) != nullptr;
+      for (Active* a : drafted) fail_request(*a, std::string("draft model error: ") + ex.what(), gone);
     }
   }
   for (size_t i = 0; i < active.size(); ++i)

@@ -55,6 +55,7 @@ struct GenerationEvent {
   FinishReason finish_reason = FinishReason::Stop;  // Done: Stop, Length or Cancelled
   int32_t stop_token = -1;         // Done with Stop on a stop token (EOS or stop_ids)
   std::string error;               // Error
+  bool unavailable = false;        // Error: dsv4::Unavailable (a peer rank is gone), not the model
   int64_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0, prefilled = 0;
 };
 
@@ -111,7 +112,8 @@ class Scheduler {
   void step(std::vector<std::unique_ptr<Active>>& active);
   void admit(std::vector<std::unique_ptr<Active>>& active);
   void finish(Active& a, FinishReason reason, int32_t stop_token = -1);
-  void fail_request(Active& a, const std::string& message);  // an Error event: the model failed
+  // An Error event: the model failed, or (unavailable) a peer it needs is gone.
+  void fail_request(Active& a, const std::string& message, bool unavailable = false);
   void mask(float* logits) const;  // untokenizable ids to -inf
   void emit_token(Active& a, int32_t tok, const float* logits);
   std::vector<int32_t> decide(Active& a, ForwardResult& r);

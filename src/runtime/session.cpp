@@ -59,6 +59,7 @@ void OutputParser::finish(const GenerationEvent& e, Delta& d) {
   if (e.kind == GenerationEvent::Kind::Error) {
     out_.finish_reason = FinishReason::Error;
     out_.error = e.error;
+    out_.unavailable = e.unavailable;
     return;
   }
   out_.finish_reason = e.finish_reason;

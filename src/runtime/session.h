@@ -57,6 +57,7 @@ struct Outcome {
   bool eos = false;           // ended on the end-of-sentence token
   std::string stop_sequence;  // the stop string that ended it
   std::string error;          // FinishReason::Error: what failed
+  bool unavailable = false;   // ... because a peer rank is gone (dsv4::Unavailable)
   Usage usage;
 };
 

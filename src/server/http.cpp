@@ -184,6 +184,8 @@ void stream_response(Context& ctx, httplib::Response& res, std::shared_ptr<Gener
 }
 
 std::optional<ApiError> outcome_error(const Context& ctx, const Outcome& o) {
+  if (o.finish_reason == FinishReason::Error && o.unavailable)
+    return ApiError(503, "the model is unavailable: " + o.error);
   if (o.finish_reason == FinishReason::Error)
     return ApiError(500, "generation failed: " + o.error, "", "model_error", "model_error");
   if (o.finish_reason == FinishReason::Cancelled && ctx.stopping.load()) return ApiError(503, "the server is shutting down");
