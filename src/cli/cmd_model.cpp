@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/load_model.h"
+#include "dist/expert_parallel.h"
 #include "cli/ram_budget_args.h"
 #include <nlohmann/json.hpp>
 
@@ -100,7 +101,7 @@ std::string inspect_tokenizer(const std::string& dir, const ModelConfig& cfg, st
   }
 }
 
-void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
+void cmd_inspect(const ModelArgs& a, const std::string& ram_budget, int ranks) {
   const auto budget = ram_budget_arg(ram_budget);
   std::optional<ModelConfig> cfg_or;
   std::optional<Checkpoint> ck_or;
@@ -182,6 +183,15 @@ void cmd_inspect(const ModelArgs& a, const std::string& ram_budget) {
   std::printf("active parameters per token (backbone, %d of %d experts): %.6g\n", cfg.n_activated_experts,
               cfg.n_routed_experts, double(active));
   if (budget && w) std::printf("%s\n", describe_budget(plan_weights(ck, *w, cfg), *budget, true).c_str());
+  if (ranks > 1 && w) {
+    try {
+      dist::PlacementInput in = dist::placement_input(ck, *w, cfg, ranks);
+      if (budget) in.budget.assign(size_t(ranks), *budget);
+      std::printf("%s\n", dist::describe_placement(dist::place_experts(in), in).c_str());
+    } catch (const Error& e) {
+      errors.push_back(e.what());
+    }
+  }
   std::erase(errors, std::string());
   if (!errors.empty()) {
     std::printf("validation: FAILED\n");
@@ -342,6 +352,13 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
       j["disk_probe_direct"] = r.disk_probe_direct;
       j["stream_roofline_ratio"] = r.stream_roofline_ratio;
     }
+    if (r.parallel) {
+      j["peer_bytes_per_token"] = r.peer_bytes_per_token;
+      j["peer_messages_per_token"] = r.peer_messages_per_token;
+      j["peer_wait_s_per_token"] = r.peer_wait_s_per_token;
+      j["peer_compute_s_per_token"] = r.peer_compute_s_per_token;
+      j["peer_wire_s_per_token"] = r.peer_wire_s_per_token;
+    }
     if (!r.verify_cost_ratio.empty()) {
       j["verify_cost_ratio"] = r.verify_cost_ratio;
       if (model.has_mtp()) j["mtp_step_cost_ratio"] = r.mtp_step_cost_ratio;
@@ -368,6 +385,11 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
                     100 * r.next_gate_predictor_hit_rate, r.disk_bytes_per_token, r.process_disk_bytes_per_token,
                     r.disk_read_bandwidth_bytes_per_s / 1e9, r.disk_probe_direct ? " (O_DIRECT)" : "",
                     100 * r.stream_roofline_ratio);
+      if (r.parallel)
+        std::printf("  expert parallel, per decode token: %.3g B over %.3g messages; of the %.3g ms step, %.3g ms blocked "
+                    "on peers (slowest peer's experts %.3g ms, wire and MPI %.3g ms)\n",
+                    r.peer_bytes_per_token, r.peer_messages_per_token, 1e3 / r.decode_tokens_per_s,
+                    1e3 * r.peer_wait_s_per_token, 1e3 * r.peer_compute_s_per_token, 1e3 * r.peer_wire_s_per_token);
       if (!r.verify_cost_ratio.empty()) {
         std::printf("  verification step cost / decode step:");
         for (size_t k = 0; k < r.verify_cost_ratio.size(); ++k) std::printf(" k=%zu %.2f", k + 1, r.verify_cost_ratio[k]);
@@ -415,6 +437,7 @@ void cmd_bench(const ModelArgs& a, const std::string& ctx_list, int steps, bool 
 void register_model_commands(CLI::App& app) {
   static ModelArgs inspect_args, logits_args, gen_args;
   static std::string inspect_budget;
+  static int inspect_ranks = 1;
   static LogitsArgs la;
   static std::string gen_ids;
   static int gen_n = 16;
@@ -422,7 +445,10 @@ void register_model_commands(CLI::App& app) {
   auto* inspect = app.add_subcommand("inspect", "describe and validate a checkpoint");
   inspect->add_option("-m,--model", inspect_args.dir, "checkpoint folder")->required();
   inspect->add_option("--ram-budget", inspect_budget, "also print what would stay resident and what would stream");
-  inspect->callback([] { cmd_inspect(inspect_args, inspect_budget); });
+  inspect->add_option("--ranks", inspect_ranks,
+                      "also print the expert parallel plan over N ranks (with --ram-budget: each rank's budget)")
+      ->check(CLI::Range(1, 32767));
+  inspect->callback([] { cmd_inspect(inspect_args, inspect_budget, inspect_ranks); });
 
   auto* logits = app.add_subcommand("logits", "teacher-forced logits: prefill N ids, then decode the rest");
   logits_args.add(logits);

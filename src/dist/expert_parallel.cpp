@@ -31,7 +31,10 @@ struct Head {
 struct Reply {
   int32_t status, bf16;  // status 0: outputs follow; else the error text
   int64_t pairs;
+  double compute_s;      // the worker's time in the experts
 };
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 bool all_bf16(const float* v, size_t n) {
   for (size_t i = 0; i < n; ++i) {
@@ -155,6 +158,7 @@ void MpiExpertPeers::post(int layer, const float* x, int64_t S, std::span<const 
                     static_cast<MPI_Request*>(requests_[size_t(r)])),
           "MPI_Isend");
     ob.pending = true;
+    ob.posted = now_s();
     ++stats_.messages;
     stats_.bytes_sent += ob.buf.size();
   }
@@ -170,6 +174,7 @@ void MpiExpertPeers::wait() {
   const size_t D = size_t(dim_);
   size_t left = 0;
   for (auto& ob : out_) left += ob.pending;
+  double slowest_compute = 0, slowest_wire = 0;
   // Polled rather than blocked in MPI_Recv: when mpirun tears the job down (a rank died), rank 0
   // notices the abort here and fails the step instead of hanging.
   int idle = 0;
@@ -196,6 +201,8 @@ void MpiExpertPeers::wait() {
       if (reply_.size() < sizeof rp) fail("rank {} sent a truncated reply", r);
       std::memcpy(&rp, reply_.data(), sizeof rp);
       if (rp.status) fail("rank {}: {}", r, std::string(reply_.data() + sizeof rp, reply_.size() - sizeof rp));
+      slowest_compute = std::max(slowest_compute, rp.compute_s);
+      slowest_wire = std::max(slowest_wire, now_s() - ob.posted - rp.compute_s);
       int64_t pairs = 0;
       for (const RemoteJob& j : ob.jobs) pairs += j.n;
       if (rp.pairs != pairs || reply_.size() != sizeof rp + size_t(pairs) * D * (rp.bf16 ? 2 : 4))
@@ -215,6 +222,8 @@ void MpiExpertPeers::wait() {
     if (++idle > 2000) std::this_thread::sleep_for(std::chrono::microseconds(std::min(idle - 2000, 200)));
   }
   stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.remote_compute_s += slowest_compute;
+  stats_.wire_s += slowest_wire;
 #endif
 }
 
@@ -265,15 +274,16 @@ void serve_experts(const Model& m, const Placement& plan) {
         if (rows[size_t(i)] < 0 || rows[size_t(i)] >= h.rows) fail("a pair points at row {} of {}", rows[size_t(i)], h.rows);
         std::memcpy(xs.data() + size_t(i) * D, x.data() + size_t(rows[size_t(i)]) * D, D * 4);
       }
+      const double t0 = now_s();
       m.run_experts(h.layer, {experts.data(), start.data(), count.data(), size_t(h.jobs), xs.data(), scale.data(), ys.data()},
                     std::max<int64_t>(h.rows, n_max));
       const bool bf16 = all_bf16(ys.data(), ys.size());
-      const Reply rp{0, bf16, h.pairs};
+      const Reply rp{0, bf16, h.pairs, now_s() - t0};
       put(out, &rp, 1);
       put_values(out, ys.data(), ys.size(), bf16);
     } catch (const Error& e) {
       const std::string msg = e.what();
-      const Reply rp{1, 0, 0};
+      const Reply rp{1, 0, 0, 0};
       out.clear();
       put(out, &rp, 1);
       put(out, msg.data(), msg.size());
@@ -286,19 +296,18 @@ void serve_experts(const Model& m, const Placement& plan) {
 #endif
 }
 
-PlacementInput placement_input(const Model& m, int ranks) {
-  const ModelConfig& c = m.config();
+PlacementInput placement_input(const Checkpoint& ck, const ModelWeights& w, const ModelConfig& c, int ranks) {
   PlacementInput in;
   in.ranks = ranks;
   in.n_experts = c.n_routed_experts;
   in.n_activated = c.n_activated_experts;
   in.dim = c.dim;
-  const WeightPlan wp = plan_weights(m);
+  const WeightPlan wp = plan_weights(ck, w, c);
   in.dense_bytes = wp.total - wp.experts;
   in.expert_bytes = wp.expert_unit;
-  for (int l = 0; const MoeWeights* mw = moe_of(m.weights(), l); ++l)
+  for (int l = 0; const MoeWeights* mw = moe_of(w, l); ++l)
     if (!mw->experts.empty()) in.layers.push_back(l);
-  const std::string counts = routing_counts_path(m);
+  const std::string counts = routing_counts_path(ck);
   if (!counts.empty()) {
     std::vector<float> v = ExpertCache::read_counts(counts, in.layers.size() * size_t(in.n_experts));
     if (!v.empty()) in.load = std::move(v);

@@ -15,13 +15,6 @@
 
 namespace dsv4::dist {
 
-struct PeerStats {
-  uint64_t layers = 0;          // MoE layers that sent anything
-  uint64_t messages = 0;        // both directions
-  uint64_t bytes_sent = 0, bytes_received = 0;
-  double wait_s = 0;            // rank 0 blocked on replies after computing its own experts
-};
-
 class MpiExpertPeers final : public ExpertPeers {
  public:
   MpiExpertPeers(Placement plan, int dim);
@@ -30,14 +23,14 @@ class MpiExpertPeers final : public ExpertPeers {
   void post(int layer, const float* x, int64_t S, std::span<const RemoteJob> jobs) override;
   void wait() override;
   const Placement& placement() const { return plan_; }
-  PeerStats stats() const { return stats_; }
-  void reset_stats() { stats_ = {}; }
+  PeerTraffic traffic() const override { return stats_; }
 
  private:
   struct Outbox {
     std::vector<char> buf;         // the message
     std::vector<RemoteJob> jobs;   // where the reply's outputs go
     bool pending = false;
+    double posted = 0;             // steady-clock seconds
   };
   Placement plan_;
   int dim_;
@@ -45,7 +38,7 @@ class MpiExpertPeers final : public ExpertPeers {
   std::vector<void*> requests_;    // MPI_Request per rank, opaque here
   std::vector<char> reply_;
   std::vector<int32_t> row_of_;    // token row → its index in a message
-  PeerStats stats_;
+  PeerTraffic stats_;
 };
 
 // A worker's life: serve rank 0's expert jobs with m's experts until told to stop.
@@ -56,6 +49,9 @@ void serve_experts(const Model& m, const Placement& plan);
 // placement to all. `error` is this rank's load failure ("" when it loaded); m is null then.
 Placement agree_placement(const Model* m, const std::string& error, uint64_t budget);
 // The placement's input for a loaded model: layers, bytes, the saved routing counts if any.
-PlacementInput placement_input(const Model& m, int ranks);
+PlacementInput placement_input(const Checkpoint& ck, const ModelWeights& w, const ModelConfig& c, int ranks);
+inline PlacementInput placement_input(const Model& m, int ranks) {
+  return placement_input(m.checkpoint(), m.weights(), m.config(), ranks);
+}
 
 }  // namespace dsv4::dist

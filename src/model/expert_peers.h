@@ -17,6 +17,13 @@ struct RemoteJob {
   float* out = nullptr;            // [n, D]: written by wait()
 };
 
+// What the peers cost so far (bench): messages and bytes both ways, the time the caller was blocked
+// in wait(), and per layer the slowest peer's compute and the rest of its round trip (the wire).
+struct PeerTraffic {
+  uint64_t layers = 0, messages = 0, bytes_sent = 0, bytes_received = 0;
+  double wait_s = 0, remote_compute_s = 0, wire_s = 0;
+};
+
 class ExpertPeers {
  public:
   virtual ~ExpertPeers() = default;
@@ -26,6 +33,7 @@ class ExpertPeers {
   virtual void post(int layer, const float* x, int64_t S, std::span<const RemoteJob> jobs) = 0;
   // Blocks until every posted job's out is written; throws dsv4::Error naming a peer that failed.
   virtual void wait() = 0;
+  virtual PeerTraffic traffic() const = 0;
 };
 
 }  // namespace dsv4

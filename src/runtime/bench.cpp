@@ -239,6 +239,8 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
   auto* cache = dynamic_cast<ExpertCache*>(&m.expert_store());
   const ExpertCacheStats before = cache ? cache->stats() : ExpertCacheStats{};
   const uint64_t io_before = process_read_bytes();
+  const ExpertPeers* peers = m.expert_peers();
+  const PeerTraffic p0 = peers ? peers->traffic() : PeerTraffic{};
   for (int i = 0; i < decode_steps; ++i) {
     bws.push_back(probe.measure());
     auto t1 = Clock::now();
@@ -247,6 +249,15 @@ BenchResult run_bench(const Model& m, int64_t ctx, int decode_steps, uint64_t se
     ratios.push_back(bytes / steps.back() / bws.back());
   }
   r.decode_phases = profile::take();
+  if (peers) {
+    const PeerTraffic p1 = peers->traffic();
+    r.parallel = true;
+    r.peer_bytes_per_token = double(p1.bytes_sent + p1.bytes_received - p0.bytes_sent - p0.bytes_received) / decode_steps;
+    r.peer_messages_per_token = double(p1.messages - p0.messages) / decode_steps;
+    r.peer_wait_s_per_token = (p1.wait_s - p0.wait_s) / decode_steps;
+    r.peer_compute_s_per_token = (p1.remote_compute_s - p0.remote_compute_s) / decode_steps;
+    r.peer_wire_s_per_token = (p1.wire_s - p0.wire_s) / decode_steps;
+  }
   for (auto& p : r.decode_phases) p.second /= decode_steps;
   // The cost curve of verification: k + 1 tokens in one step (the last sampled token and k drafts),
   // marked after the first and rolled back, so every rep runs at the same context.

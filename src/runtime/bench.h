@@ -26,6 +26,11 @@ struct BenchResult {
   double disk_read_bandwidth_bytes_per_s = 0, stream_roofline_ratio = 0;
   double hash_predictor_hit_rate = 0, next_gate_predictor_hit_rate = 0;
   bool disk_probe_direct = false;
+  // Expert parallel (mpirun): per decode token, what went over the wire and where the step's time
+  // went — blocked on the peers, of which the slowest peer's compute and the rest (the wire).
+  bool parallel = false;
+  double peer_bytes_per_token = 0, peer_messages_per_token = 0;
+  double peer_wait_s_per_token = 0, peer_compute_s_per_token = 0, peer_wire_s_per_token = 0;
   // With profile::enable(true): seconds per forward phase, for the prefill and per decode step.
   std::vector<std::pair<std::string, double>> prefill_phases, decode_phases;
   // With verify_max > 0: the median time of a step that verifies k drafts (k + 1 tokens, rolled

@@ -187,26 +187,26 @@ bool make_dirs(const std::string& dir) {
   return ::stat(dir.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-uint64_t model_identity(const Model& m) {
+uint64_t model_identity(const Checkpoint& ck) {
   // Its config and every tensor's name and size, not its path (it may move).
   uint64_t h = kFnvBasis;
   std::string cfg;
   try {
-    cfg = read_text_file(m.checkpoint().dir() + "/config.json");
+    cfg = read_text_file(ck.dir() + "/config.json");
   } catch (const Error&) {
   }
   h = fnv1a(h, cfg.data(), cfg.size());
-  for (auto& [name, t] : m.checkpoint().tensors()) {
+  for (auto& [name, t] : ck.tensors()) {
     h = fnv1a(h, name.data(), name.size());
     h = fnv1a(h, &t->nbytes, sizeof t->nbytes);
   }
   return h;
 }
 
-std::string routing_counts_path(const Model& m) {
+std::string routing_counts_path(const Checkpoint& ck) {
   const std::string dir = user_cache_dir();
   if (dir.empty()) return "";
-  return fmt::format("{}/routing-{:016x}.bin", dir, model_identity(m));
+  return fmt::format("{}/routing-{:016x}.bin", dir, model_identity(ck));
 }
 
 RamSetup apply_ram_budget(Model& m, std::optional<uint64_t> budget, bool quiet) {

@@ -55,11 +55,13 @@ RamSetup apply_ram_budget(Model& m, std::optional<uint64_t> budget, bool quiet =
 
 // Where per-model routing counts are kept: $DSV4_CACHE_DIR, else $XDG_CACHE_HOME/dsv4, else ~/.cache/dsv4;
 // never the model folder, which may be read-only. Empty if none can be created.
-std::string routing_counts_path(const Model& m);
+std::string routing_counts_path(const Checkpoint& ck);
+inline std::string routing_counts_path(const Model& m) { return routing_counts_path(m.checkpoint()); }
 // That directory, created if missing; empty if there is none.
 std::string user_cache_dir();
 bool make_dirs(const std::string& dir);  // mkdir -p; true if dir is a directory afterwards
 // A hash of the model's config and tensor table (names and sizes): the key of its cache files.
-uint64_t model_identity(const Model& m);
+uint64_t model_identity(const Checkpoint& ck);
+inline uint64_t model_identity(const Model& m) { return model_identity(m.checkpoint()); }
 
 }  // namespace dsv4

@@ -66,7 +66,7 @@ bool check(const std::string& dir, const NumericsOptions& opt, const char* what)
   auto peers = std::make_shared<dist::MpiExpertPeers>(p, m.config().dim);
   m.set_expert_peers(peers);
   const std::vector<float> spread = script(m);
-  const dist::PeerStats st = peers->stats();
+  const PeerTraffic st = peers->traffic();
   m.set_expert_peers(nullptr);
   peers.reset();  // the workers return from serve_experts
   const std::vector<float> alone = script(m);
