@@ -177,7 +177,7 @@ void MpiExpertPeers::wait() {
   double slowest_compute = 0, slowest_wire = 0;
   // Polled rather than blocked in MPI_Recv: when mpirun tears the job down (a rank died), rank 0
   // notices the abort here and fails the step instead of hanging.
-  int idle = 0;
+  int idle = 0, rounds = 0;
   while (left) {
     bool progressed = false;
     for (int r = 1; r < plan_.ranks; ++r) {
@@ -202,7 +202,9 @@ void MpiExpertPeers::wait() {
       std::memcpy(&rp, reply_.data(), sizeof rp);
       if (rp.status) fail("rank {}: {}", r, std::string(reply_.data() + sizeof rp, reply_.size() - sizeof rp));
       slowest_compute = std::max(slowest_compute, rp.compute_s);
-      slowest_wire = std::max(slowest_wire, now_s() - ob.posted - rp.compute_s);
+      // A reply found at the first look arrived while this rank computed its own experts: its wire
+      // time was hidden. Otherwise the round trip less the peer's compute is what the wire added.
+      if (idle > 0 || rounds > 0) slowest_wire = std::max(slowest_wire, now_s() - ob.posted - rp.compute_s);
       int64_t pairs = 0;
       for (const RemoteJob& j : ob.jobs) pairs += j.n;
       if (rp.pairs != pairs || reply_.size() != sizeof rp + size_t(pairs) * D * (rp.bf16 ? 2 : 4))
@@ -213,6 +215,7 @@ void MpiExpertPeers::wait() {
         v += size_t(j.n) * D * (rp.bf16 ? 2 : 4);
       }
     }
+    ++rounds;
     if (progressed) {
       idle = 0;
       continue;

@@ -18,7 +18,8 @@ struct RemoteJob {
 };
 
 // What the peers cost so far (bench): messages and bytes both ways, the time the caller was blocked
-// in wait(), and per layer the slowest peer's compute and the rest of its round trip (the wire).
+// in wait(), and per layer the slowest peer's compute and the rest of its round trip (the wire) where
+// the caller had to wait for it (a reply that came while it computed its own experts costs no wire).
 struct PeerTraffic {
   uint64_t layers = 0, messages = 0, bytes_sent = 0, bytes_received = 0;
   double wait_s = 0, remote_compute_s = 0, wire_s = 0;
