@@ -33,13 +33,8 @@ void add_parallel_option(CLI::App* c, std::string& mode) {
 
 std::unique_ptr<Model> load_model(const std::string& dir, const NumericsOptions& opt, std::optional<uint64_t> budget,
                                   const std::string& parallel_mode, bool quiet) {
-  if (!dist::launched()) {
-    auto m = std::make_unique<Model>(dir, opt);
-    attach_ram_budget(*m, budget, quiet);
-    return m;
-  }
-  dist::start();
-  if (!dist::active()) {  // mpirun -np 1
+  if (dist::launched()) dist::start();
+  if (!dist::active()) {  // one process (mpirun -np 1 too)
     auto m = std::make_unique<Model>(dir, opt);
     attach_ram_budget(*m, budget, quiet);
     return m;
