@@ -48,8 +48,9 @@ std::unique_ptr<Model> load_model(const std::string& dir, const NumericsOptions&
     error = e.what();
   }
   dist::Placement plan;
+  dist::PlacementInput used;
   try {
-    plan = dist::agree_placement(m.get(), error, budget.value_or(0));
+    plan = dist::agree_placement(m.get(), error, budget.value_or(0), &used);
   } catch (const Error&) {
     if (dist::rank() == 0) throw;
     std::_Exit(1);  // rank 0 names what failed
@@ -63,7 +64,7 @@ std::unique_ptr<Model> load_model(const std::string& dir, const NumericsOptions&
   sa.sa_handler = on_sigterm;
   sigaction(SIGTERM, &sa, nullptr);
   if (!quiet)
-    std::fprintf(stderr, "%s\n", dist::describe_placement(plan, dist::placement_input(*m, dist::size())).c_str());
+    std::fprintf(stderr, "%s\n", dist::describe_placement(plan, used).c_str());
   m->set_expert_peers(std::make_shared<dist::MpiExpertPeers>(std::move(plan), m->config().dim));
   return m;
 }

@@ -318,7 +318,7 @@ PlacementInput placement_input(const Checkpoint& ck, const ModelWeights& w, cons
   return in;
 }
 
-Placement agree_placement(const Model* m, const std::string& error, uint64_t budget) {
+Placement agree_placement(const Model* m, const std::string& error, uint64_t budget, PlacementInput* used) {
 #ifdef DSV4_HAVE_MPI
   const int R = size(), me = rank();
   // Status: loaded (1) or not, the model's identity, the budget; then the error texts.
@@ -355,6 +355,7 @@ Placement agree_placement(const Model* m, const std::string& error, uint64_t bud
         PlacementInput in = placement_input(*m, R);
         for (int r = 0; r < R; ++r) in.budget.push_back(all[size_t(3 * r + 2)]);
         p = place_experts(in);
+        if (used) *used = std::move(in);
       } catch (const Error& e) {
         verdict = e.what();
       }
@@ -379,7 +380,7 @@ Placement agree_placement(const Model* m, const std::string& error, uint64_t bud
   check(MPI_Bcast(p.experts.data(), R, MPI_UINT64_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
   return p;
 #else
-  (void)m, (void)error, (void)budget;
+  (void)m, (void)error, (void)budget, (void)used;
   fail("expert parallel needs MPI");
 #endif
 }

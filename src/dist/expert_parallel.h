@@ -47,7 +47,8 @@ void serve_experts(const Model& m, const Placement& plan);
 // Startup of every rank: gathers each rank's load status and RAM budget on rank 0, fails everywhere
 // with rank 0 naming the ranks that could not load, then places the experts on rank 0 and sends the
 // placement to all. `error` is this rank's load failure ("" when it loaded); m is null then.
-Placement agree_placement(const Model* m, const std::string& error, uint64_t budget);
+// On rank 0, `used` (when given) receives the input the placement was made from.
+Placement agree_placement(const Model* m, const std::string& error, uint64_t budget, PlacementInput* used = nullptr);
 // The placement's input for a loaded model: layers, bytes, the saved routing counts if any.
 PlacementInput placement_input(const Checkpoint& ck, const ModelWeights& w, const ModelConfig& c, int ranks);
 inline PlacementInput placement_input(const Model& m, int ranks) {
